@@ -1,0 +1,1 @@
+"""The Spark job: read -> embed -> quantize -> select -> explode -> write."""

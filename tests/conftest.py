@@ -25,3 +25,13 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark for the session: 2 cores, a failed task is retried once (local[2,2])."""
+    from gio_spark.job.session import get_spark
+
+    s = get_spark("local[2,2]", extra_conf={"spark.sql.shuffle.partitions": "2"})
+    yield s
+    s.stop()

@@ -14,15 +14,6 @@ from gio_spark.job.pipeline import run_job
 pytestmark = pytest.mark.spark
 
 
-@pytest.fixture(scope="session")
-def spark():
-    from gio_spark.job.session import get_spark
-
-    s = get_spark("local[2]", extra_conf={"spark.sql.shuffle.partitions": "2"})
-    yield s
-    s.stop()
-
-
 POOL = [p for d in ("medicine", "law", "software") for p in generate(d, 40, seed=1)]
 TARGET = generate("medicine", 30, seed=2)
 

@@ -48,6 +48,7 @@ class EmbeddingConfig:
     batch_size: int = 128
     device: str = "auto"  # auto: the task's GPU when Spark assigned one, else CPU
     max_seq_length: Optional[int] = None
+    rows_per_partition: int = 20_000  # embedding tasks: progress and retry granularity
 
 
 @dataclass
@@ -97,6 +98,8 @@ class JobConfig:
             bad("embedding.side", self.embedding.side, f"choose one of {', '.join(EMBED_SIDES)}")
         if self.embedding.batch_size < 1:
             bad("embedding.batch_size", self.embedding.batch_size, "must be at least 1")
+        if self.embedding.rows_per_partition < 1:
+            bad("embedding.rows_per_partition", self.embedding.rows_per_partition, "must be at least 1")
         if self.embedding.device not in ("auto", "cpu") and not self.embedding.device.startswith("cuda"):
             bad("embedding.device", self.embedding.device, "auto, cpu or cuda[:N]")
         if self.quantize.k < 2:

@@ -102,6 +102,22 @@ def embed_batch(model, cfg: EmbeddingConfig, src: pd.Series, tgt: Optional[pd.Se
     return pd.Series(list(vecs.astype(np.float32)))
 
 
+FAIL_ONCE_PROPERTY = "gio_spark.fail_once"
+
+
+def _fail_once_hook() -> bool:
+    """Fault injection for reliability tests: with the Spark local property
+    ``gio_spark.fail_once`` set to a partition number on the driver, that partition's first
+    attempt fails after its first batch."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if ctx is None:
+        return False
+    spec = ctx.getLocalProperty(FAIL_ONCE_PROPERTY)
+    return spec is not None and ctx.attemptNumber() == 0 and str(ctx.partitionId()) == spec
+
+
 def make_embed_udf(cfg: EmbeddingConfig):
     """An iterator pandas UDF: (text[, text]) -> array<float>."""
     from pyspark.sql.functions import pandas_udf
@@ -111,7 +127,10 @@ def make_embed_udf(cfg: EmbeddingConfig):
         @pandas_udf("array<float>")
         def embed_pairs(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
             model = load_model(cfg.model, task_device(cfg.device), cfg.max_seq_length)
-            for src, tgt in batches:
+            fail = _fail_once_hook()
+            for i, (src, tgt) in enumerate(batches):
+                if fail and i == 1:
+                    raise RuntimeError(f"injected failure ({FAIL_ONCE_PROPERTY})")
                 yield embed_batch(model, cfg, src, tgt)
 
         return embed_pairs
@@ -119,7 +138,10 @@ def make_embed_udf(cfg: EmbeddingConfig):
     @pandas_udf("array<float>")
     def embed_side(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         model = load_model(cfg.model, task_device(cfg.device), cfg.max_seq_length)
-        for texts in batches:
+        fail = _fail_once_hook()
+        for i, texts in enumerate(batches):
+            if fail and i == 1:
+                raise RuntimeError(f"injected failure ({FAIL_ONCE_PROPERTY})")
             yield embed_batch(model, cfg, texts, None)
 
     return embed_side

@@ -24,6 +24,7 @@ from .stages import StageStore, digest
 log = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS"
+TMP_DIR = "_tmp"  # selected pairs are written here, then moved into place
 
 
 def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
         if vectors:
             embeds[side] = key
         else:
-            embeds[side] = digest(key, cfg.embedding)
+            embeds[side] = digest(key, _result_affecting(cfg.embedding))
             _stage_embed(spark, stages, cfg, side, embeds[side])
 
     quant: dict[str, dict] = {}
@@ -64,11 +65,16 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
     select_key = digest(qkeys["train"], qkeys["target"], cfg.gio)
     selection = stages.run("select", select_key, lambda: _select(stages, cfg))
 
-    tmp = storage.join(out, f"_tmp_selected_{uuid.uuid4().hex[:8]}")
+    tmp_root = storage.spark_uri(storage.join(out, TMP_DIR))
+    if stages.fs.exists(tmp_root):
+        log.info("removing %s, left by an earlier run that did not finish", tmp_root)
+        stages.fs.delete(tmp_root)
+    tmp = storage.join(tmp_root, f"selected-{uuid.uuid4().hex[:8]}")
     t = time.perf_counter()
     with spark_progress(spark, "write"):
         written = _explode_and_write(spark, stages, cfg, selection, tmp, vectors)
     stages.fs.move(storage.spark_uri(tmp), storage.spark_uri(storage.join(out, "selected")))
+    stages.fs.delete(tmp_root)
     stages.timings["write"] = time.perf_counter() - t
 
     manifest = _manifest(cfg, inputs, quant, selection, written, stages, time.perf_counter() - started)
@@ -79,6 +85,13 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
     log.info("wrote %d selected pairs to %s (manifest %s, report %s)", written["rows_out"],
              storage.join(out, "selected"), storage.join(out, "manifest.json"), storage.join(out, "report.png"))
     return manifest
+
+
+def _result_affecting(embedding) -> dict:
+    """The embedding settings that change the vectors (partitioning does not)."""
+    values = dict(vars(embedding))
+    values.pop("rows_per_partition")
+    return values
 
 
 def _stage_read(spark, stages: StageStore, cfg: JobConfig, side: str, key: str) -> dict:
@@ -103,10 +116,15 @@ def _stage_read(spark, stages: StageStore, cfg: JobConfig, side: str, key: str) 
 def _stage_embed(spark, stages: StageStore, cfg: JobConfig, side: str, key: str) -> dict:
     def compute() -> dict:
         pairs = spark.read.parquet(stages.data(f"pairs_{side}"))
+        rows = pairs.count()
+        parts = max(spark.sparkContext.defaultParallelism, -(-rows // cfg.embedding.rows_per_partition))
+        pairs = pairs.repartition(parts)
         with spark_progress(spark, f"embed {side}"):
             embed_pairs_df(pairs, cfg.embedding).write.parquet(stages.data(f"embed_{side}"))
-        rows = spark.read.parquet(stages.data(f"embed_{side}")).count()
-        return {"rows": rows, "model": cfg.embedding.model, "side": cfg.embedding.side}
+        written = spark.read.parquet(stages.data(f"embed_{side}")).count()
+        if written != rows:
+            raise RuntimeError(f"{side}: embedded {written} pairs, expected {rows}")
+        return {"rows": rows, "model": cfg.embedding.model, "side": cfg.embedding.side, "partitions": parts}
 
     return stages.run(f"embed_{side}", key, compute)
 

@@ -21,7 +21,7 @@ from .storage import HadoopFS, spark_uri
 log = logging.getLogger(__name__)
 
 FILE_SHIFT = 40
-REPLACEMENT = "\ufffd"  # what Spark's text reader puts for bytes that are not UTF-8
+REPLACEMENT = "\ufffd"  # what decoding puts for bytes that are not UTF-8
 
 
 @dataclass
@@ -81,22 +81,33 @@ def _line_counts(lines: DataFrame) -> dict[int, int]:
     return {r["file_ordinal"]: r["n"] for r in lines.groupBy("file_ordinal").agg(F.count("*").alias("n")).collect()}
 
 
-def _check_utf8(df: DataFrame, cols: list[str], allow: bool, stats: ReadStats, name: str) -> DataFrame:
+def _invalid_utf8(col: str):
+    """True where the text's bytes are not valid UTF-8 (Spark's text reader keeps raw bytes)."""
+    if hasattr(F, "is_valid_utf8"):  # Spark 4
+        return ~F.is_valid_utf8(col)
+    # Spark 3.5: decoding replaces malformed bytes with U+FFFD
+    return F.decode(F.col(col).cast("binary"), "UTF-8").contains(REPLACEMENT)
+
+
+def _check_utf8(df: DataFrame, cols: list[tuple[str, str]], allow: bool, stats: ReadStats, name: str) -> DataFrame:
+    """Stop at the first (file, line) whose text is not UTF-8, or with ``allow`` drop and count
+    such rows. ``cols`` pairs each text column with the column naming its file."""
     bad = F.lit(False)
-    for c in cols:
-        bad = bad | F.col(c).contains(REPLACEMENT)
+    for text, _ in cols:
+        bad = bad | _invalid_utf8(text)
     if allow:
         n = df.filter(bad).count()
         if n:
             stats.skipped["undecodable"] = n
             log.warning("%s: skipped %d rows that are not valid UTF-8", name, n)
         return df.filter(~bad)
-    first = df.filter(bad).select("_file", "line").orderBy("file_ordinal", "line").limit(1).collect()
-    if first:
-        raise UserError(
-            f"{name}: {first[0]['_file']} line {first[0]['line'] + 1} is not valid UTF-8 "
-            f"(set allow_undecodable: true to skip and count such rows)"
-        )
+    for text, file_col in cols:
+        first = df.filter(_invalid_utf8(text)).select(file_col, "line").orderBy("file_ordinal", "line").limit(1).collect()
+        if first:
+            raise UserError(
+                f"{name}: {first[0][file_col]} line {first[0]['line'] + 1} is not valid UTF-8 "
+                f"(set allow_undecodable: true to skip and count such rows)"
+            )
     return df
 
 
@@ -137,7 +148,7 @@ def read_text_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, allow
             raise UserError(f"{name}: input file {sf} is empty")
     stats.rows_in = sum(src_counts.values())
     df = src.join(tgt.select("file_ordinal", "line", "tgt", "_tgt_file"), ["file_ordinal", "line"])
-    df = _check_utf8(df, ["src", "tgt"], allow_undecodable, stats, name)
+    df = _check_utf8(df, [("src", "_file"), ("tgt", "_tgt_file")], allow_undecodable, stats, name)
     df = df.select(_pair_id("file_ordinal", "line"), "src", "tgt")
     df = _drop_empty(df, stats)
     return df, stats
@@ -201,7 +212,7 @@ def read_tsv_pairs(spark, inp: InputConfig, allow_undecodable: bool, name: str):
     if stats.rows_in == 0:
         raise UserError(f"{name}: no rows in {inp.path}")
     df = body.select("file_ordinal", "line", "_file", F.col("_parts")[src_i].alias("src"), F.col("_parts")[tgt_i].alias("tgt"))
-    df = _check_utf8(df, ["src", "tgt"], allow_undecodable, stats, name)
+    df = _check_utf8(df, [("src", "_file"), ("tgt", "_file")], allow_undecodable, stats, name)
     df = df.select(_pair_id("file_ordinal", "line"), "src", "tgt")
     return _drop_empty(df, stats), stats
 
@@ -261,6 +272,10 @@ def read_vectors(spark, inp: InputConfig, name: str):
     if not (isinstance(vtype, T.ArrayType) and isinstance(vtype.elementType, (T.FloatType, T.DoubleType))):
         raise UserError(f"{name}: column {inp.vector_col!r} is {vtype.simpleString()}, expected array<float> or array<double>")
     vec = F.col(inp.vector_col).cast("array<float>")
+
+    def nonfinite(x):
+        return x.isNull() | F.isnan(x) | (F.abs(x) == float("inf"))
+
     extra = [c for c in df.columns if c not in (inp.id_col, inp.vector_col, "pair_id", "embedding")]
     df = df.select(F.col(inp.id_col).cast("long").alias("pair_id"), vec.alias("embedding"), *extra)
     checks = df.agg(
@@ -269,7 +284,7 @@ def read_vectors(spark, inp: InputConfig, name: str):
         F.sum(F.col("embedding").isNull().cast("int")).alias("null_vecs"),
         F.min(F.size("embedding")).alias("dmin"),
         F.max(F.size("embedding")).alias("dmax"),
-        F.sum(F.exists("embedding", lambda x: F.isnan(x) | (F.abs(x) == float("inf"))).cast("int")).alias("nonfinite"),
+        F.sum(F.exists("embedding", nonfinite).cast("int")).alias("nonfinite"),
         F.countDistinct("pair_id").alias("distinct_ids"),
     ).first()
     if checks["n"] == 0:
@@ -280,8 +295,8 @@ def read_vectors(spark, inp: InputConfig, name: str):
         bad = df.filter(F.size("embedding") != checks["dmax"]).select("pair_id").first()
         raise UserError(f"{name}: vectors of different dimensions ({checks['dmin']} to {checks['dmax']}) in {inp.path}, e.g. id {bad[0]}")
     if checks["nonfinite"]:
-        bad = df.filter(F.exists("embedding", lambda x: F.isnan(x) | (F.abs(x) == float("inf")))).select("pair_id").first()
-        raise UserError(f"{name}: {checks['nonfinite']} vectors with NaN or infinite values in {inp.path}, e.g. id {bad[0]}")
+        bad = df.filter(F.exists("embedding", nonfinite)).select("pair_id").first()
+        raise UserError(f"{name}: {checks['nonfinite']} vectors with NaN, infinite or null values in {inp.path}, e.g. id {bad[0]}")
     if checks["distinct_ids"] != checks["n"]:
         raise UserError(f"{name}: {checks['n'] - checks['distinct_ids']} duplicated ids in column {inp.id_col!r} of {inp.path}")
     stats.rows_in = stats.rows_kept = checks["n"]

@@ -13,6 +13,9 @@ LOCAL_CONF = {
     "spark.sql.shuffle.partitions": "8",
     # centroids (K x d) travel to the driver; the reference needed this raised too
     "spark.rpc.message.maxSize": "512",
+    # s3:// and s3n:// through the S3A connector, as EMR and Databricks accept them
+    "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+    "spark.hadoop.fs.s3n.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
 }
 
 

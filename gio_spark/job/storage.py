@@ -131,12 +131,9 @@ def delete(uri: str) -> None:
 
 
 def spark_uri(uri: str) -> str:
-    """The URI to give Spark: s3:// and s3n:// become s3a:// outside EMR (EMR's own s3://
-    filesystem is kept when GIO_SPARK_KEEP_S3_SCHEME=1, as the EMR configs set)."""
-    parsed = urlparse(uri)
-    if parsed.scheme in ("s3", "s3n") and os.environ.get("GIO_SPARK_KEEP_S3_SCHEME") != "1":
-        return "s3a://" + uri.split("://", 1)[1]
-    if parsed.scheme == "" and not uri.startswith("/"):
+    """The URI to give Spark: relative local paths made absolute, everything else as given
+    (s3:// is EMR's own filesystem there; local sessions map it to S3A, see session.py)."""
+    if urlparse(uri).scheme == "" and not uri.startswith("/"):
         return str(Path(uri).resolve())
     return uri
 
@@ -153,6 +150,7 @@ class HadoopFS:
         return path, path.getFileSystem(self._conf)
 
     def glob(self, pattern: str) -> list[str]:
+        """Files matching a glob pattern, sorted."""
         path, fs = self._fs(pattern)
         statuses = fs.globStatus(path)
         if statuses is None:

@@ -40,6 +40,7 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
             log.info("%s already holds a complete run; skipping (if_exists=skip)", out)
             return json.loads(storage.read_text(storage.join(out, "manifest.json")))
         storage.delete(done_marker)  # overwrite: never look complete while rewriting
+    check_inputs_exist(cfg)
     spark = spark or get_spark(cfg.spark_master)
     stages = StageStore(spark, out)
     vectors = cfg.train.format == "vectors"
@@ -85,6 +86,18 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
     log.info("wrote %d selected pairs to %s (manifest %s, report %s)", written["rows_out"],
              storage.join(out, "selected"), storage.join(out, "manifest.json"), storage.join(out, "report.png"))
     return manifest
+
+
+def check_inputs_exist(cfg: JobConfig) -> None:
+    """Fail before any Spark work when an input path matches nothing."""
+    for side in ("train", "target"):
+        inp = getattr(cfg, side)
+        if inp.format == "text":
+            candidates = [f"{inp.path}.{lang}{gz}" for lang in (cfg.src_lang,) for gz in ("", ".gz")]
+        else:
+            candidates = [inp.path]
+        if not any(storage.any_match(c) for c in candidates):
+            raise UserError(f"{side}: no file matches {' or '.join(candidates)}")
 
 
 def _result_affecting(embedding) -> dict:

@@ -67,6 +67,37 @@ def exists(uri: str) -> bool:
     raise UserError(f"unsupported URI scheme for {uri}: use a local path, s3://, s3a:// or dbfs:/")
 
 
+GLOB_CHARS = "*?[{"
+
+
+def any_match(pattern: str) -> bool:
+    """Whether a file (or folder) matches a path or glob pattern; cheap, no Spark needed."""
+    path = local_path(pattern)
+    if path is not None:
+        import glob
+
+        return bool(glob.glob(str(path)))
+    if is_s3(pattern):
+        import fnmatch
+
+        bucket, key = _bucket_key(pattern)
+        cut = min([key.index(c) for c in GLOB_CHARS if c in key] or [len(key)])
+        client = _s3_client()
+        try:
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key[:cut])
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    k = obj["Key"]
+                    if cut == len(key) and (k == key or k.startswith(key.rstrip("/") + "/")):
+                        return True
+                    if cut < len(key) and fnmatch.fnmatchcase(k, key):
+                        return True
+        except client.exceptions.NoSuchBucket:
+            return False
+        return False
+    return True  # other schemes (hdfs:, abfs:, ...) are left to Spark
+
+
 def read_bytes(uri: str) -> bytes:
     path = local_path(uri)
     try:

@@ -222,7 +222,8 @@ def _scale_factor(cfg: GIOConfig, inputs: LoopInputs, v0, min_log0, m0: int, dis
     gnorm = float(jnp.linalg.norm(grad))
     if not np.isfinite(gnorm) or gnorm == 0.0:
         raise ValueError(
-            "scale_factor='auto' failed: the gradient at the initial v is zero or not finite; "
-            "give a numeric scale_factor"
+            "scale_factor='auto' failed: the gradient at the initial v is zero or not finite "
+            "(with discard_nearest_for_xy, v may be nearer to every target point than the initial set "
+            "is); give a numeric scale_factor"
         )
     return float(jnp.linalg.norm(v0)) / gnorm

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -74,7 +72,8 @@ class JobConfig:
     allow_undecodable: bool = False
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
-    gio: GIOConfig = field(default_factory=lambda: GIOConfig(v_init="prev_opt"))
+    # paper setting; max_iter as large as the default K so the stop criterion decides
+    gio: GIOConfig = field(default_factory=lambda: GIOConfig(v_init="prev_opt", max_iter=1500))
     spark_master: Optional[str] = None  # only used when the job creates its own session
 
     def validate(self) -> "JobConfig":
@@ -112,13 +111,6 @@ class JobConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def digest(self, *sections: str) -> str:
-        """A stable hash of the given top-level sections (all when none)."""
-        data = self.to_dict()
-        picked = {k: data[k] for k in (sections or sorted(data))}
-        blob = json.dumps(picked, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
 
 
 _SECTIONS = {

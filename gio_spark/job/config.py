@@ -43,7 +43,8 @@ class InputConfig:
 class EmbeddingConfig:
     model: str = DEFAULT_MODEL
     side: str = "src"
-    batch_size: int = 128
+    batch_size: int = 128  # on CPU
+    gpu_batch_size: int = 1024  # on a GPU: large length-sorted batches keep it busy
     device: str = "auto"  # auto: the task's GPU when Spark assigned one, else CPU
     max_seq_length: Optional[int] = None
     rows_per_partition: int = 20_000  # embedding tasks: progress and retry granularity
@@ -95,8 +96,9 @@ class JobConfig:
             bad("if_exists", self.if_exists, f"choose one of {', '.join(IF_EXISTS)}")
         if self.embedding.side not in EMBED_SIDES:
             bad("embedding.side", self.embedding.side, f"choose one of {', '.join(EMBED_SIDES)}")
-        if self.embedding.batch_size < 1:
-            bad("embedding.batch_size", self.embedding.batch_size, "must be at least 1")
+        for name in ("batch_size", "gpu_batch_size"):
+            if getattr(self.embedding, name) < 1:
+                bad(f"embedding.{name}", getattr(self.embedding, name), "must be at least 1")
         if self.embedding.rows_per_partition < 1:
             bad("embedding.rows_per_partition", self.embedding.rows_per_partition, "must be at least 1")
         if self.embedding.device not in ("auto", "cpu") and not self.embedding.device.startswith("cuda"):

@@ -81,24 +81,78 @@ def load_model(name: str, device: str, max_seq_length: Optional[int] = None):
     return _MODELS[key]
 
 
+def _mean_pooling_parts(model):
+    """(tokenizer, transformer, max_len, input names) when the model is Transformer + mean
+    Pooling (+ Normalize), as all-MiniLM-L6-v2 and all-mpnet-base-v2 are; else None."""
+    import inspect
+
+    mods = list(model)
+    names = [type(m).__name__ for m in mods]
+    if names[:2] != ["Transformer", "Pooling"] or names[2:] not in ([], ["Normalize"]):
+        return None
+    if mods[1].get_config_dict().get("pooling_mode") != "mean":
+        return None
+    transformer = mods[0]
+    tokenizer = getattr(transformer, "tokenizer", None)
+    hf = getattr(transformer, "auto_model", None)
+    if tokenizer is None or hf is None or not getattr(tokenizer, "is_fast", False):
+        return None
+    accepted = set(inspect.signature(hf.forward).parameters)
+    inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted]
+    return tokenizer, hf, transformer.max_seq_length, inputs
+
+
+def _dimension(model) -> int:
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())
+
+
 def encode(model, texts: list[str], batch_size: int) -> np.ndarray:
-    """L2-normalised float32 embeddings [len(texts), dim]."""
+    """L2-normalised float32 embeddings [len(texts), dim].
+
+    For Transformer + mean-pooling models the batches are built here: texts sorted by length,
+    tokenized per batch with the fast tokenizer, pooled in float32 on the device, and copied
+    back once at the end (no device sync per batch). Other models use ``model.encode``."""
+    dim = _dimension(model)
     if not texts:
-        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
-    out = model.encode(
-        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    )
-    return np.asarray(out, dtype=np.float32)
+        return np.zeros((0, dim), dtype=np.float32)
+    parts = _mean_pooling_parts(model)
+    if parts is None:
+        out = model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        return np.asarray(out, dtype=np.float32)
+    import torch
+
+    tokenizer, hf, max_len, inputs = parts
+    device = next(hf.parameters()).device
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    pooled = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer(
+                [texts[i].strip() for i in idx], padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+            )
+            feed = {k: enc[k].to(device, non_blocking=True) for k in inputs if k in enc}
+            hidden = hf(**feed)[0].float()
+            mask = feed["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            pooled.append(torch.nn.functional.normalize(mean, p=2, dim=1))
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    out[order] = torch.cat(pooled).cpu().numpy()
+    return out
 
 
 def embed_batch(model, cfg: EmbeddingConfig, src: pd.Series, tgt: Optional[pd.Series]) -> pd.Series:
     """What the UDF does to one Arrow batch: the configured side(s) of each pair to one vector
     (for ``both``, the normalised mean of the two sides)."""
+    size = cfg.gpu_batch_size if str(model.device).startswith("cuda") else cfg.batch_size
     if cfg.side == "both":
-        both = encode(model, src.tolist(), cfg.batch_size) + encode(model, tgt.tolist(), cfg.batch_size)
+        both = encode(model, src.tolist(), size) + encode(model, tgt.tolist(), size)
         vecs = both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)
     else:
-        vecs = encode(model, src.tolist(), cfg.batch_size)
+        vecs = encode(model, src.tolist(), size)
     return pd.Series(list(vecs.astype(np.float32)))
 
 

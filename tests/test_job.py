@@ -97,9 +97,10 @@ def test_pair_ids_are_stable_and_positional(spark, tmp_path):
     from gio_spark.job.readers import read_pairs
 
     train = write_text(tmp_path, "train", POOL)
-    a, _ = read_pairs(spark, InputConfig(path=train), "en", "de", False, "train")
-    b, _ = read_pairs(spark.newSession(), InputConfig(path=train), "en", "de", False, "train")
+    a = read_pairs(spark, InputConfig(path=train), "en", "de", "train").df
+    b = read_pairs(spark.newSession(), InputConfig(path=train), "en", "de", "train").df
     pa = a.toPandas().sort_values("pair_id")
+    assert pa._skip.isna().all()
     assert pa.pair_id.tolist() == sorted(b.toPandas().pair_id)
     assert pa.pair_id.tolist() == list(range(len(POOL)))
     assert list(zip(pa.src, pa.tgt)) == POOL

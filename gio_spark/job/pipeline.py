@@ -15,7 +15,7 @@ from .embed import embed_pairs_df
 from .manifest import package_versions, write_report
 from .progress import spark_progress
 from .quantize import Quantized, kmeans, rows_as_clusters
-from .readers import read_pairs, read_vectors
+from .readers import kept_pairs, read_pairs, read_vectors, summarize
 from .session import get_spark
 from .stages import StageStore, digest
 
@@ -106,27 +106,32 @@ def _result_affecting(embedding) -> dict:
 
 
 def _stage_read(spark, stages: StageStore, cfg: JobConfig, side: str, key: str) -> dict:
+    """Every input row goes to the stage, with the reason when it is not used; the counts come
+    from what was written, so nothing is dropped unseen."""
     inp = getattr(cfg, side)
+    path = stages.data(f"pairs_{side}")
 
     def compute() -> dict:
         with spark_progress(spark, f"read {side}"):
             if inp.format == "vectors":
                 df, stats = read_vectors(spark, inp, side)
+                df.write.parquet(path)
             else:
-                df, stats = read_pairs(spark, inp, cfg.src_lang, cfg.tgt_lang, cfg.allow_undecodable, side)
-            df.write.parquet(stages.data(f"pairs_{side}"))
-        result = stats.to_dict()
-        result["rows_written"] = spark.read.parquet(stages.data(f"pairs_{side}")).count()
-        if result["rows_written"] != stats.rows_kept:
-            raise RuntimeError(f"{side}: wrote {result['rows_written']} pairs, expected {stats.rows_kept}")
-        return result
+                raw = read_pairs(spark, inp, cfg.src_lang, cfg.tgt_lang, side)
+                raw.df.write.parquet(path)
+                stats = summarize(spark.read.parquet(path), raw, cfg.allow_undecodable, side)
+        return stats.to_dict()
 
     return stages.run(f"pairs_{side}", key, compute)
 
 
+def _pairs(spark, stages: StageStore, side: str):
+    return kept_pairs(spark.read.parquet(stages.data(f"pairs_{side}")))
+
+
 def _stage_embed(spark, stages: StageStore, cfg: JobConfig, side: str, key: str) -> dict:
     def compute() -> dict:
-        pairs = spark.read.parquet(stages.data(f"pairs_{side}"))
+        pairs = _pairs(spark, stages, side)
         rows = pairs.count()
         parts = max(spark.sparkContext.defaultParallelism, -(-rows // cfg.embedding.rows_per_partition))
         pairs = pairs.repartition(parts)
@@ -141,8 +146,9 @@ def _stage_embed(spark, stages: StageStore, cfg: JobConfig, side: str, key: str)
 
 
 def _embeddings(spark, stages: StageStore, side: str, vectors: bool):
-    name = f"pairs_{side}" if vectors else f"embed_{side}"
-    return spark.read.parquet(stages.data(name)).select("pair_id", "embedding")
+    if vectors:
+        return _pairs(spark, stages, side).select("pair_id", "embedding")
+    return spark.read.parquet(stages.data(f"embed_{side}")).select("pair_id", "embedding")
 
 
 def _stage_quantize(spark, stages: StageStore, cfg: JobConfig, side: str, key: str, vectors: bool, offset: int) -> dict:
@@ -194,7 +200,7 @@ def _explode_and_write(spark, stages: StageStore, cfg: JobConfig, selection: dic
     chosen = selection["chosen_clusters"]
     picked = spark.createDataFrame([(int(c), i) for i, c in enumerate(chosen)], "cluster int, selection_rank int")
     assignments = spark.read.parquet(stages.data("quantize_train"))
-    pairs = spark.read.parquet(stages.data("pairs_train"))
+    pairs = _pairs(spark, stages, "train")
     if vectors:
         pairs = pairs.drop("embedding")
     chosen_pairs = assignments.join(F.broadcast(picked), "cluster")

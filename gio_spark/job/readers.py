@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 FILE_SHIFT = 40
 REPLACEMENT = "\ufffd"  # what decoding puts for bytes that are not UTF-8
+UNDECODABLE = "undecodable"
+BAD_COLUMNS = "bad_columns"
+INTERNAL_COLUMNS = ("_skip", "_cols")
 
 
 @dataclass
@@ -35,6 +38,19 @@ class ReadStats:
         return {"rows_in": self.rows_in, "rows_kept": self.rows_kept, "skipped": dict(self.skipped), "files": list(self.files)}
 
 
+@dataclass
+class RawPairs:
+    """Every input row as DataFrame[pair_id, src, tgt, (source columns), _skip]: ``_skip`` is
+    null for a kept pair, else the reason it is not used. ``src_files[i]``/``tgt_files[i]`` are
+    the files of file ordinal i (the same file for one-file formats)."""
+
+    df: DataFrame
+    src_files: list[str]
+    tgt_files: list[str]
+    unit: str  # what a row number counts in error messages: "line" or "row"
+    tsv_width: int = 0
+
+
 def _files(spark: SparkSession, pattern: str, what: str) -> list[str]:
     fs = HadoopFS(spark)
     found = fs.glob(pattern)
@@ -45,9 +61,10 @@ def _files(spark: SparkSession, pattern: str, what: str) -> list[str]:
     return found
 
 
-def numbered_lines(spark: SparkSession, files: list[str]) -> DataFrame:
-    """DataFrame[file_ordinal int, line long, value string] for text files (gzip too), the line
-    number counted from 0 within each file, computed without a global sort."""
+def numbered_lines(spark: SparkSession, files: list[str]) -> tuple[DataFrame, list[int]]:
+    """DataFrame[file_ordinal int, line long, value string, _file string] for text files (gzip
+    too), the line number counted from 0 within each file, computed without a global sort; and
+    the number of lines of each file."""
     ordinal = {f: i for i, f in enumerate(files)}
     raw = (
         spark.read.text(files)
@@ -69,16 +86,13 @@ def numbered_lines(spark: SparkSession, files: list[str]) -> DataFrame:
     out = raw.join(F.broadcast(table), ["_file", "_part"]).select(
         "file_ordinal", (F.col("start") + F.col("_mid") - F.col("first")).alias("line"), "value", "_file"
     )
-    return out
+    by_path = {spark_uri_file(f): n for f, n in running.items()}
+    return out, [by_path.get(spark_uri_file(f), 0) for f in files]
 
 
 def spark_uri_file(path: str) -> str:
     """Spark reports local files as file:/x while Hadoop globs give file:/x too; normalise."""
     return path.replace("file:///", "file:/")
-
-
-def _line_counts(lines: DataFrame) -> dict[int, int]:
-    return {r["file_ordinal"]: r["n"] for r in lines.groupBy("file_ordinal").agg(F.count("*").alias("n")).collect()}
 
 
 def _invalid_utf8(col: str):
@@ -89,44 +103,24 @@ def _invalid_utf8(col: str):
     return F.decode(F.col(col).cast("binary"), "UTF-8").contains(REPLACEMENT)
 
 
-def _check_utf8(df: DataFrame, cols: list[tuple[str, str]], allow: bool, stats: ReadStats, name: str) -> DataFrame:
-    """Stop at the first (file, line) whose text is not UTF-8, or with ``allow`` drop and count
-    such rows. ``cols`` pairs each text column with the column naming its file."""
-    bad = F.lit(False)
-    for text, _ in cols:
-        bad = bad | _invalid_utf8(text)
-    if allow:
-        n = df.filter(bad).count()
-        if n:
-            stats.skipped["undecodable"] = n
-            log.warning("%s: skipped %d rows that are not valid UTF-8", name, n)
-        return df.filter(~bad)
-    for text, file_col in cols:
-        first = df.filter(_invalid_utf8(text)).select(file_col, "line").orderBy("file_ordinal", "line").limit(1).collect()
-        if first:
-            raise UserError(
-                f"{name}: {first[0][file_col]} line {first[0]['line'] + 1} is not valid UTF-8 "
-                f"(set allow_undecodable: true to skip and count such rows)"
-            )
-    return df
+def _blank(col) -> Column:
+    c = F.col(col) if isinstance(col, str) else col
+    return F.coalesce(F.length(F.trim(c)), F.lit(0)) == 0
 
 
-def _drop_empty(df: DataFrame, stats: ReadStats) -> DataFrame:
-    empty = F.coalesce(F.length(F.trim(F.col("src"))), F.lit(0)).eqNullSafe(0) | F.coalesce(
-        F.length(F.trim(F.col("tgt"))), F.lit(0)
-    ).eqNullSafe(0)
-    n = df.filter(empty).count()
-    if n:
-        stats.skipped["empty_pair"] = stats.skipped.get("empty_pair", 0) + n
-    return df.filter(~empty)
+def _skip_reason(*checks: tuple[Column, str]) -> Column:
+    """The first reason that applies, else null (the pair is kept)."""
+    expr = None
+    for cond, reason in reversed(checks):
+        expr = F.when(cond, F.lit(reason)).otherwise(expr if expr is not None else F.lit(None).cast("string"))
+    return expr.alias("_skip")
 
 
 def _pair_id(ordinal_col: str, row_col: str):
     return (F.col(ordinal_col).cast("long") * F.lit(1 << FILE_SHIFT) + F.col(row_col)).alias("pair_id")
 
 
-def read_text_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, allow_undecodable: bool, name: str):
-    stats = ReadStats()
+def read_text_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, name: str) -> RawPairs:
     prefix = spark_uri(inp.path)
     src_files = _files_for_lang(spark, prefix, src_lang, name)
     tgt_files = []
@@ -136,22 +130,21 @@ def read_text_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, allow
         if partner is None:
             raise UserError(f"{name}: {f} has no aligned file {stem}.{tgt_lang}[.gz]")
         tgt_files.append(partner)
-    stats.files = src_files + tgt_files
-    src = numbered_lines(spark, src_files).withColumnRenamed("value", "src")
-    tgt = numbered_lines(spark, tgt_files).withColumnRenamed("value", "tgt").withColumnRenamed("_file", "_tgt_file")
-    src_counts, tgt_counts = _line_counts(src), _line_counts(tgt)
-    for i, (sf, tf) in enumerate(zip(src_files, tgt_files)):
-        a, b = src_counts.get(i, 0), tgt_counts.get(i, 0)
+    src, src_counts = numbered_lines(spark, src_files)
+    tgt, tgt_counts = numbered_lines(spark, tgt_files)
+    for sf, tf, a, b in zip(src_files, tgt_files, src_counts, tgt_counts):
         if a != b:
             raise UserError(f"{name}: aligned files differ in length: {sf} has {a} lines, {tf} has {b}")
         if a == 0:
             raise UserError(f"{name}: input file {sf} is empty")
-    stats.rows_in = sum(src_counts.values())
-    df = src.join(tgt.select("file_ordinal", "line", "tgt", "_tgt_file"), ["file_ordinal", "line"])
-    df = _check_utf8(df, [("src", "_file"), ("tgt", "_tgt_file")], allow_undecodable, stats, name)
-    df = df.select(_pair_id("file_ordinal", "line"), "src", "tgt")
-    df = _drop_empty(df, stats)
-    return df, stats
+    df = src.withColumnRenamed("value", "src").join(
+        tgt.select("file_ordinal", "line", F.col("value").alias("tgt")), ["file_ordinal", "line"]
+    )
+    df = df.select(
+        _pair_id("file_ordinal", "line"), "src", "tgt",
+        _skip_reason((_invalid_utf8("src") | _invalid_utf8("tgt"), UNDECODABLE), (_blank("src") | _blank("tgt"), "empty_pair")),
+    )
+    return RawPairs(df, src_files, tgt_files, "line")
 
 
 def _files_for_lang(spark, prefix: str, lang: str, name: str) -> list[str]:
@@ -176,19 +169,16 @@ def _partner(spark, stem: str, lang: str):
     return None
 
 
-def read_tsv_pairs(spark, inp: InputConfig, allow_undecodable: bool, name: str):
-    stats = ReadStats()
+def read_tsv_pairs(spark, inp: InputConfig, name: str) -> RawPairs:
     files = _files(spark, spark_uri(inp.path), name)
-    stats.files = files
-    lines = numbered_lines(spark, files)
-    parts = F.split(F.col("value"), "\t", -1)
-    lines = lines.withColumn("_parts", parts).withColumn("_n", F.size("_parts"))
+    lines, counts = numbered_lines(spark, files)
+    for f, n in zip(files, counts):
+        if n == 0:
+            raise UserError(f"{name}: input file {f} is empty")
+    lines = lines.withColumn("_parts", F.split(F.col("value"), "\t", -1))
     if inp.header:
         headers = {r["file_ordinal"]: r["value"] for r in lines.filter(F.col("line") == 0).select("file_ordinal", "value").collect()}
-        first = headers.get(0)
-        if first is None:
-            raise UserError(f"{name}: {files[0]} is empty")
-        names = first.split("\t")
+        names = headers[0].split("\t")
         for i, h in headers.items():
             if h.split("\t") != names:
                 raise UserError(f"{name}: {files[i]} has header {h.split(chr(9))}, {files[0]} has {names}")
@@ -202,19 +192,20 @@ def read_tsv_pairs(spark, inp: InputConfig, allow_undecodable: bool, name: str):
             src_i, tgt_i = int(inp.src_col), int(inp.tgt_col)
         except ValueError as exc:
             raise UserError(f"{name}: without a header, src_col and tgt_col are 0-based column numbers") from exc
-        width = int(lines.select(F.max("_n")).first()[0] or 0)
+        width = max(src_i, tgt_i) + 1
         body = lines
-    wrong = body.filter(F.col("_n") != width).select("_file", "line", "_n").orderBy("file_ordinal", "line").limit(1).collect()
-    if wrong:
-        w = wrong[0]
-        raise UserError(f"{name}: {w['_file']} line {w['line'] + 1} has {w['_n']} tab-separated columns, expected {width}")
-    stats.rows_in = body.count()
-    if stats.rows_in == 0:
-        raise UserError(f"{name}: no rows in {inp.path}")
-    df = body.select("file_ordinal", "line", "_file", F.col("_parts")[src_i].alias("src"), F.col("_parts")[tgt_i].alias("tgt"))
-    df = _check_utf8(df, [("src", "_file"), ("tgt", "_file")], allow_undecodable, stats, name)
-    df = df.select(_pair_id("file_ordinal", "line"), "src", "tgt")
-    return _drop_empty(df, stats), stats
+    cols = F.size("_parts")
+    bad_width = (cols != width) if inp.header else (cols < width)
+    src, tgt = F.get("_parts", src_i), F.get("_parts", tgt_i)  # null, not an error, when short
+    df = body.select(
+        _pair_id("file_ordinal", "line"), src.alias("src"), tgt.alias("tgt"), cols.alias("_cols"),
+        _skip_reason(
+            (bad_width, BAD_COLUMNS),
+            (_invalid_utf8("value"), UNDECODABLE),
+            (_blank(src) | _blank(tgt), "empty_pair"),
+        ),
+    )
+    return RawPairs(df, files, files, "line", tsv_width=width)
 
 
 def _parquet_with_rows(spark, inp: InputConfig, name: str):
@@ -227,9 +218,8 @@ def _parquet_with_rows(spark, inp: InputConfig, name: str):
     return df, files
 
 
-def read_parquet_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, name: str):
-    stats = ReadStats()
-    df, stats.files = _parquet_with_rows(spark, inp, name)
+def read_parquet_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, name: str) -> RawPairs:
+    df, files = _parquet_with_rows(spark, inp, name)
     if inp.format == "hf":
         col = inp.translation_col
         if col not in df.columns:
@@ -248,15 +238,11 @@ def read_parquet_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, na
                 raise UserError(f"{name}: no column {c!r} in {inp.path} (columns: {', '.join(x for x in df.columns if not x.startswith('_'))})")
         src, tgt = F.col(inp.src_col), F.col(inp.tgt_col)
     extra = [c for c in df.columns if not c.startswith("_") and c not in ("file_ordinal", "src", "tgt", "pair_id")]
-    df = df.select(_pair_id("file_ordinal", "_row"), src.cast("string").alias("src"), tgt.cast("string").alias("tgt"), *extra)
-    stats.rows_in = df.count()
-    if stats.rows_in == 0:
-        raise UserError(f"{name}: no rows in {inp.path}")
-    nulls = df.filter(F.col("src").isNull() | F.col("tgt").isNull()).count()
-    if nulls:
-        stats.skipped["null_pair"] = nulls
-        df = df.filter(F.col("src").isNotNull() & F.col("tgt").isNotNull())
-    return _drop_empty(df, stats), stats
+    df = df.select(
+        _pair_id("file_ordinal", "_row"), src.cast("string").alias("src"), tgt.cast("string").alias("tgt"), *extra,
+        _skip_reason((src.isNull() | tgt.isNull(), "null_pair"), (_blank(src.cast("string")) | _blank(tgt.cast("string")), "empty_pair")),
+    )
+    return RawPairs(df, files, files, "row")
 
 
 def read_vectors(spark, inp: InputConfig, name: str):
@@ -303,17 +289,51 @@ def read_vectors(spark, inp: InputConfig, name: str):
     return df, stats
 
 
-def read_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, allow_undecodable: bool, name: str):
-    """DataFrame[pair_id, src, tgt, (source columns)] and its ReadStats."""
+def read_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, name: str) -> RawPairs:
+    """Every row of a pair input, with the reason when a row is not used (see RawPairs)."""
     if inp.format == "text":
-        df, stats = read_text_pairs(spark, inp, src_lang, tgt_lang, allow_undecodable, name)
-    elif inp.format == "tsv":
-        df, stats = read_tsv_pairs(spark, inp, allow_undecodable, name)
-    elif inp.format in ("parquet", "hf"):
-        df, stats = read_parquet_pairs(spark, inp, src_lang, tgt_lang, name)
-    else:
-        raise UserError(f"{name}: format {inp.format!r} holds no sentence pairs")
-    stats.rows_kept = stats.rows_in - sum(stats.skipped.values())
+        return read_text_pairs(spark, inp, src_lang, tgt_lang, name)
+    if inp.format == "tsv":
+        return read_tsv_pairs(spark, inp, name)
+    if inp.format in ("parquet", "hf"):
+        return read_parquet_pairs(spark, inp, src_lang, tgt_lang, name)
+    raise UserError(f"{name}: format {inp.format!r} holds no sentence pairs")
+
+
+def summarize(written: DataFrame, raw: RawPairs, allow_undecodable: bool, name: str) -> ReadStats:
+    """Counts by skip reason of the written rows (one pass over one column), or the error
+    that names the first bad file and row."""
+    counts = {r["_skip"]: r["count"] for r in written.groupBy("_skip").count().collect()}
+    stats = ReadStats(files=sorted(set(raw.src_files) | set(raw.tgt_files)))
+    stats.rows_in = sum(counts.values())
+    stats.skipped = dict(sorted((k, v) for k, v in counts.items() if k is not None))
+    stats.rows_kept = counts.get(None, 0)
+
+    def first(reason: str, *cols):
+        row = written.filter(F.col("_skip") == reason).orderBy("pair_id").select("pair_id", *cols).first()
+        ordinal, index = divmod(row["pair_id"], 1 << FILE_SHIFT)
+        return row, ordinal, index + 1
+
+    if BAD_COLUMNS in counts:
+        row, ordinal, number = first(BAD_COLUMNS, "_cols")
+        raise UserError(f"{name}: {raw.src_files[ordinal]} line {number} has {row['_cols']} tab-separated "
+                        f"columns, expected {raw.tsv_width}")
+    if UNDECODABLE in counts:
+        if not allow_undecodable:
+            row, ordinal, number = first(UNDECODABLE, _invalid_utf8("src").alias("bad_src"))
+            path = raw.src_files[ordinal] if row["bad_src"] else raw.tgt_files[ordinal]
+            raise UserError(f"{name}: {path} {raw.unit} {number} is not valid UTF-8 "
+                            f"(set allow_undecodable: true to skip and count such rows)")
+        log.warning("%s: skipped %d rows that are not valid UTF-8", name, counts[UNDECODABLE])
+    if stats.rows_in == 0:
+        raise UserError(f"{name}: no rows in the input")
     if stats.rows_kept == 0:
-        raise UserError(f"{name}: no usable pairs in {inp.path} (skipped: {stats.skipped})")
-    return df, stats
+        raise UserError(f"{name}: no usable pairs (skipped: {stats.skipped})")
+    return stats
+
+
+def kept_pairs(df: DataFrame) -> DataFrame:
+    """The used pairs of a written pairs stage, without the internal columns."""
+    if "_skip" not in df.columns:
+        return df
+    return df.filter(F.col("_skip").isNull()).drop(*[c for c in INTERNAL_COLUMNS if c in df.columns])

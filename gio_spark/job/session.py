@@ -62,7 +62,10 @@ def get_spark(master: Optional[str] = None, app_name: str = "gio-spark", extra_c
         return active
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(app_name).master(master or os.environ.get("GIO_SPARK_MASTER", "local[*]"))
+    master = master or os.environ.get("GIO_SPARK_MASTER", "local[*]")
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # one machine: stay on loopback
+    builder = SparkSession.builder.appName(app_name).master(master)
     conf = dict(LOCAL_CONF)
     jars = os.environ.get("GIO_SPARK_JARS")
     if jars:

@@ -125,7 +125,7 @@ def read_text_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, name:
     src_files = _files_for_lang(spark, prefix, src_lang, name)
     tgt_files = []
     for f in src_files:
-        stem, gz = _stem(f, src_lang)
+        stem = _stem(f, src_lang)
         partner = _partner(spark, stem, tgt_lang)
         if partner is None:
             raise UserError(f"{name}: {f} has no aligned file {stem}.{tgt_lang}[.gz]")
@@ -155,10 +155,10 @@ def _files_for_lang(spark, prefix: str, lang: str, name: str) -> list[str]:
     return sorted(found)
 
 
-def _stem(path: str, lang: str) -> tuple[str, bool]:
-    if path.endswith(f".{lang}.gz"):
-        return path[: -len(f".{lang}.gz")], True
-    return path[: -len(f".{lang}")], False
+def _stem(path: str, lang: str) -> str:
+    """PREFIX of PREFIX.<lang> or PREFIX.<lang>.gz."""
+    suffix = f".{lang}.gz" if path.endswith(f".{lang}.gz") else f".{lang}"
+    return path[: -len(suffix)]
 
 
 def _partner(spark, stem: str, lang: str):

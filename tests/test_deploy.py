@@ -324,12 +324,19 @@ def databricks_jobs():
         yield f"databricks.yml:{name}", spec
 
 
+# worker node types the Databricks files use: (vCPUs, GPUs). Databricks runs one executor per
+# worker with all its cores and GPUs.
+DATABRICKS_NODES = {"g5.2xlarge": (8, 1), "Standard_NC8as_T4_v3": (8, 1)}
+
+
 def check_new_cluster(cluster: dict) -> None:
     assert "gpu-ml" in cluster["spark_version"], "an ML GPU runtime"
-    assert cluster["node_type_id"]
+    assert cluster["node_type_id"] in DATABRICKS_NODES, "add the node type's vCPUs and GPUs to the table"
     assert "num_workers" in cluster or {"min_workers", "max_workers"} <= set(cluster.get("autoscale", {}))
     gpu = float(cluster["spark_conf"]["spark.task.resource.gpu.amount"])
-    assert 0 < gpu <= 1
+    vcpus, gpus = DATABRICKS_NODES[cluster["node_type_id"]]
+    # the same rule as the EMR configuration's: every core runs a task, the tasks share the GPUs
+    assert gpu == gpus / vcpus, (cluster["node_type_id"], gpu)
     assert cluster.get("spark_env_vars", {}).get("HF_HUB_OFFLINE") == "1"
 
 

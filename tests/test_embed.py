@@ -79,3 +79,30 @@ def test_own_batching_matches_sentence_transformers(model):
     ours = encode(model, texts, 4)
     theirs = model.encode(texts, batch_size=4, normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_assigned_gpu_that_cuda_cannot_use_falls_back_to_cpu_once(monkeypatch, caplog):
+    from gio_spark.job import embed
+
+    monkeypatch.setattr(embed, "task_gpu", lambda: "3")
+    monkeypatch.setattr(embed, "_WARNED", set())
+    with caplog.at_level("WARNING", logger="gio_spark.job.embed"):
+        assert embed.task_device("auto") == "cpu"
+        assert embed.task_device("auto") == "cpu"
+    warnings = [r for r in caplog.records if "GPU address 3" in r.getMessage()]
+    assert len(warnings) == 1 and "embedding on CPU" in warnings[0].getMessage()
+    assert f"pid {__import__('os').getpid()}" in warnings[0].getMessage()
+    monkeypatch.setattr(embed, "cuda_unusable", lambda address: None)
+    assert embed.task_device("auto") == "cuda:3"
+
+
+def test_cuda_unusable_says_why():
+    from gio_spark.job.embed import cuda_unusable
+
+    import torch
+
+    if torch.cuda.is_available():
+        assert cuda_unusable("0") is None
+        assert "not a CUDA device index" in cuda_unusable("GPU-uuid")
+    else:
+        assert "sees no usable CUDA device" in cuda_unusable("0")

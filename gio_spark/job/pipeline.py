@@ -11,12 +11,12 @@ from ..errors import UserError
 from ..gio import knn_kl, select
 from . import storage
 from .config import JobConfig
-from .embed import embed_pairs_df
+from .embed import check_model_available, embed_pairs_df
 from .manifest import package_versions, write_report
 from .progress import spark_progress
 from .quantize import Quantized, kmeans, rows_as_clusters
 from .readers import kept_pairs, read_pairs, read_vectors, summarize
-from .session import get_spark
+from .session import get_spark, session_info, warn_local_paths
 from .stages import StageStore, digest
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,10 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
             return json.loads(storage.read_text(storage.join(out, "manifest.json")))
         storage.delete(done_marker)  # overwrite: never look complete while rewriting
     check_inputs_exist(cfg)
+    if cfg.train.format != "vectors":
+        check_model_available(cfg.embedding.model)
     spark = spark or get_spark(cfg.spark_master)
+    warn_local_paths(spark, [cfg.train.path, cfg.target.path, cfg.output])
     stages = StageStore(spark, out)
     vectors = cfg.train.format == "vectors"
 
@@ -78,6 +81,7 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
     stages.timings["write"] = time.perf_counter() - t
 
     manifest = _manifest(cfg, inputs, quant, selection, written, stages, time.perf_counter() - started)
+    manifest["spark"] = session_info(spark)
     storage.write_text(storage.join(out, "manifest.json"), json.dumps(manifest, indent=1))
     train_sizes = stages.read_npy("quantize_train", "sizes.npy")
     storage.write_bytes(storage.join(out, "report.png"), write_report(selection, train_sizes))

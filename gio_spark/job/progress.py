@@ -12,8 +12,12 @@ log = logging.getLogger("gio_spark.progress")
 
 @contextmanager
 def spark_progress(spark, label: str, every_s: float = 30.0) -> Iterator[None]:
-    """Log finished/total tasks of the active Spark stages every ``every_s`` seconds."""
-    tracker = spark.sparkContext.statusTracker()
+    """Log finished/total tasks of the active Spark stages every ``every_s`` seconds; the
+    label is the description of the Spark jobs started meanwhile (Spark UI, event log)."""
+    sc = spark.sparkContext
+    tracker = sc.statusTracker()
+    previous = sc.getLocalProperty("spark.job.description")
+    sc.setJobDescription(f"gio-spark: {label}")
     stop = threading.Event()
     start = time.perf_counter()
 
@@ -31,5 +35,6 @@ def spark_progress(spark, label: str, every_s: float = 30.0) -> Iterator[None]:
     try:
         yield
     finally:
+        sc.setJobDescription(previous)
         stop.set()
         thread.join(timeout=1)

@@ -1,10 +1,23 @@
-"""The SparkSession the job runs in: the active one (spark-submit, Databricks), else a local one."""
+"""The SparkSession the job runs in.
+
+A session that a launcher made or configured (spark-submit, Databricks, a notebook, any
+process whose JVM already exists) is used as it is: the job adds nothing that changes
+placement, memory, the filesystem of ``s3://`` or the UI. Only when nothing launched Spark
+does the package start its own session, with settings for one machine.
+"""
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import sys
 from typing import Optional
 
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+
+# settings of the session the package starts itself (gio-spark run with no launcher)
 LOCAL_CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -17,6 +30,10 @@ LOCAL_CONF = {
     "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
     "spark.hadoop.fs.s3n.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
 }
+
+# environment variables that show this Python process was started by a Spark launcher
+# (spark-submit, pyspark, Databricks) whose JVM and settings already exist
+LAUNCHER_ENV = ("PYSPARK_GATEWAY_PORT", "DATABRICKS_RUNTIME_VERSION")
 
 
 # S3A settings for sessions this package creates. Credentials come from the standard AWS chain
@@ -52,17 +69,43 @@ def configure_s3a(spark, endpoint: Optional[str] = None) -> None:
         hadoop.set(key, value)
 
 
-def get_spark(master: Optional[str] = None, app_name: str = "gio-spark", extra_conf: Optional[dict] = None):
-    """The active session if there is one; otherwise a new one on ``master`` (default
-    ``local[*]``) with settings that suit a single machine."""
+def launched_session():
+    """The session a launcher made or prepared, or None when nothing launched Spark.
+
+    An active session or SparkContext is used as it is. A process started by spark-submit
+    (or Databricks) has its launcher's JVM and settings but no Python session yet: the session
+    is built from those settings alone."""
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    if SparkContext._active_spark_context is not None or any(os.environ.get(v) for v in LAUNCHER_ENV):
+        return SparkSession.builder.getOrCreate()
+    return None
+
+
+def check_java() -> None:
+    """A session of our own needs a Java runtime; say so in one line when there is none."""
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
+        return
+    if home:
+        raise UserError(f"JAVA_HOME={home} has no bin/java: point it at a Java 17 runtime")
+    if shutil.which("java") is None:
+        raise UserError("Java not found: Spark needs a Java 17 runtime on PATH or in JAVA_HOME")
+
+
+def local_session(master: Optional[str] = None, app_name: str = "gio-spark", extra_conf: Optional[dict] = None):
+    """A new session of the package's own on ``master`` (default ``GIO_SPARK_MASTER`` or
+    ``local[*]``), with settings that suit a single machine."""
+    from pyspark.sql import SparkSession
+
+    check_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    master = master or os.environ.get("GIO_SPARK_MASTER", "local[*]")
+    master = master or os.environ.get("GIO_SPARK_MASTER") or "local[*]"
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # one machine: stay on loopback
     builder = SparkSession.builder.appName(app_name).master(master)
@@ -77,3 +120,52 @@ def get_spark(master: Optional[str] = None, app_name: str = "gio-spark", extra_c
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def get_spark(master: Optional[str] = None, app_name: str = "gio-spark", extra_conf: Optional[dict] = None):
+    """The launcher's session when there is one (``master`` is then ignored, with a warning),
+    else a session of the package's own; logs which one is used."""
+    spark = launched_session()
+    if spark is not None:
+        if master or extra_conf:
+            log.warning("Spark was launched with master %s; ignoring the job's master/settings (%s)",
+                        spark.sparkContext.master, master or "extra settings")
+        describe(spark, "launcher's")
+        return spark
+    spark = local_session(master, app_name, extra_conf)
+    describe(spark, "own")
+    return spark
+
+
+def describe(spark, whose: str) -> str:
+    """One log line: which session, its master, registered executors, default parallelism."""
+    sc = spark.sparkContext
+    executors = "none: tasks run in the driver" if is_local(spark) else (
+        f"{max(sc._jsc.sc().getExecutorMemoryStatus().size() - 1, 0)} registered so far")
+    line = (f"Spark session ({whose}): master {sc.master}, app {sc.applicationId}, Spark {spark.version}, "
+            f"executors {executors}, default parallelism {sc.defaultParallelism}")
+    log.info(line)
+    return line
+
+
+def session_info(spark) -> dict:
+    """What the manifest records of the session the job ran in."""
+    sc = spark.sparkContext
+    return {"master": sc.master, "app_id": sc.applicationId, "version": spark.version,
+            "default_parallelism": sc.defaultParallelism}
+
+
+def warn_local_paths(spark, paths: list[str]) -> None:
+    """On a cluster, a local path must be the same shared folder on every node."""
+    from urllib.parse import urlparse
+
+    if is_local(spark):
+        return
+    for path in paths:
+        if urlparse(path).scheme in ("", "file"):
+            log.warning("%s is a local path and Spark runs on %s: every node must see it at the same place "
+                        "(a shared filesystem); use s3://, hdfs:// or dbfs:/ otherwise", path, spark.sparkContext.master)
+
+
+def is_local(spark) -> bool:
+    return spark.sparkContext.master.startswith("local")

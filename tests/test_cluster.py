@@ -1,0 +1,154 @@
+"""The job on a real Spark standalone cluster (a master and two workers, each its own JVM, on
+127.0.0.1), submitted with spark-submit exactly as the README tells users: the package wheel
+as --py-files and jobs/gio_select.py. Also the GPU path without a GPU: a worker advertises fake
+GPU addresses, the job asks for GPU resources as the EMR configuration does, and the embedding
+tasks see the address and fall back to CPU with a warning."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gio_spark.job.config import config_from_dict
+from gio_spark.job.pipeline import run_job
+
+from .conftest import ROOT, SHARED_DATA
+from .standalone import standalone_cluster
+
+pytestmark = [pytest.mark.spark, pytest.mark.cluster]
+
+DOMAINS = ("EMEA", "KDE4", "JRC-Acquis")
+PER_DOMAIN = 300
+TARGET_ROWS = 100
+
+
+def write_corpus(folder: Path) -> tuple[str, str]:
+    """A pool of real pairs from three domains of the shared data and a target from one (the
+    generated demo domains where the shared data is absent)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if SHARED_DATA.is_dir():
+        def lines(name, lang, n):
+            return (SHARED_DATA / f"{name}.{lang}").read_text(encoding="utf-8").splitlines()[:n]
+
+        pool = [(e, d) for dom in DOMAINS for e, d in zip(lines(f"{dom}.train", "en", PER_DOMAIN),
+                                                             lines(f"{dom}.train", "de", PER_DOMAIN))]
+        target = list(zip(lines(f"{DOMAINS[0]}.test", "en", TARGET_ROWS), lines(f"{DOMAINS[0]}.test", "de", TARGET_ROWS)))
+    else:
+        from gio_spark.demo import generate
+
+        pool = [p for d in ("medicine", "law", "software") for p in generate(d, PER_DOMAIN, seed=1)]
+        target = generate("medicine", TARGET_ROWS, seed=2)
+    for name, rows in (("pool", pool), ("target", target)):
+        (folder / f"{name}.en").write_text("".join(e + "\n" for e, _ in rows), encoding="utf-8")
+        (folder / f"{name}.de").write_text("".join(d + "\n" for _, d in rows), encoding="utf-8")
+    return str(folder / "pool"), str(folder / "target")
+
+
+def job_config(data: Path) -> dict:
+    pool, target = write_corpus(data)
+    return {
+        "train": {"path": pool}, "target": {"path": target},
+        "src_lang": "en", "tgt_lang": "de",
+        "quantize": {"k": 40, "seed": 5},
+        "gio": {"max_iter": 10},
+    }
+
+
+@pytest.fixture(scope="module")
+def package_zip(tmp_path_factory) -> Path:
+    """The wheel, built and renamed as the README's spark-submit section says."""
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(dist)],
+                   check=True, capture_output=True)
+    wheel = next(dist.glob("gio_spark-*.whl"))
+    return Path(shutil.copy(wheel, dist / "gio_spark.zip"))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cluster")
+    workers = [{"cores": 1, "memory": "2g", "gpus": ["0", "1"]}, {"cores": 1, "memory": "2g"}]
+    with standalone_cluster(tmp, workers) as c:
+        yield c
+
+
+def submit(cluster, package_zip, config: dict, out: Path, events: Path, conf: dict) -> dict:
+    events.mkdir(parents=True, exist_ok=True)
+    cfg_file = out.parent / f"{out.name}.yaml"
+    cfg_file.write_text(json.dumps(config))
+    args = ["--py-files", str(package_zip),
+            "--conf", f"spark.pyspark.python={sys.executable}",
+            "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events}",
+            "--conf", "spark.eventLog.compress=false",
+            "--conf", "spark.executor.memory=1g", "--conf", "spark.driver.memory=1g"]
+    for key, value in conf.items():
+        args += ["--conf", f"{key}={value}"]
+    proc = cluster.submit(args + [str(ROOT / "jobs" / "gio_select.py"), "--config", str(cfg_file), "--output", str(out)])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Starting executor ID driver" not in proc.stderr  # not local mode
+    return json.loads((out / "manifest.json").read_text())
+
+
+def tasks_by_job(events: Path, app_id: str) -> dict[str, list[str]]:
+    """Executor ids of every finished task, by the description of the job it belonged to."""
+    # one file (Spark 3.5), or a folder of rolled files (Spark 4: eventlog_v2_<app>/events_<n>_<app>)
+    files = sorted((p for p in events.rglob(f"*{app_id}*") if p.name.startswith((app_id, "events_"))),
+                   key=lambda p: int(p.name.split("_")[1]) if p.name.startswith("events_") else 0)
+    assert files, f"no event log for {app_id} in {events}"
+    stage_job, executors = {}, {}
+    for line in (line for f in files for line in f.read_text().splitlines()):
+        event = json.loads(line)
+        kind = event["Event"]
+        if kind == "SparkListenerJobStart":
+            desc = (event.get("Properties") or {}).get("spark.job.description") or "(none)"
+            for sid in event["Stage IDs"]:
+                stage_job[sid] = desc
+        elif kind == "SparkListenerTaskEnd":
+            desc = stage_job.get(event["Stage ID"], "(none)")
+            executors.setdefault(desc, []).append(event["Task Info"]["Executor ID"])
+    return executors
+
+
+def selected_ids(out: Path) -> set:
+    return set(pd.read_parquet(out / "selected").pair_id)
+
+
+def test_spark_submit_runs_on_the_cluster_and_matches_local(cluster, package_zip, spark, tmp_path):
+    config = job_config(tmp_path / "data")
+    manifest = submit(cluster, package_zip, config, tmp_path / "out", tmp_path / "events", {})
+    app_id = manifest["spark"]["app_id"]
+    assert manifest["spark"]["master"] == cluster.url
+    assert app_id in {a["id"] for a in cluster.apps()}  # registered with the master
+
+    tasks = tasks_by_job(tmp_path / "events", app_id)
+    everything = [e for ex in tasks.values() for e in ex]
+    assert everything and "driver" not in everything
+    assert len(set(everything)) == 2  # both workers' executors did work
+    for stage in ("embed train", "embed target", "quantize train", "quantize target"):
+        assert tasks.get(f"gio-spark: {stage}"), f"no tasks recorded for {stage}: {sorted(tasks)}"
+        assert "driver" not in tasks[f"gio-spark: {stage}"]
+
+    local = run_job(config_from_dict({**config, "output": str(tmp_path / "local")}), spark)
+    assert selected_ids(tmp_path / "out") == selected_ids(tmp_path / "local")
+    assert manifest["rows"]["selected"] == local["rows"]["selected"] > 0
+
+
+def test_gpu_resources_reach_the_embedding_tasks(cluster, package_zip, tmp_path):
+    config = job_config(tmp_path / "data")
+    gpu = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1"}
+    manifest = submit(cluster, package_zip, config, tmp_path / "out", tmp_path / "events", gpu)
+    logs = cluster.executor_logs(manifest["spark"]["app_id"])
+    assert logs and all(key.startswith("worker0/") for key in logs)  # only the GPU worker can host them
+    warnings = [line for text in logs.values() for line in text.splitlines()
+                if "Spark assigned GPU address" in line]
+    assert warnings, "no executor warned about the unusable GPU"
+    assert all("WARNING" in w and "embedding on CPU" in w for w in warnings)
+    assert {w.split("GPU address ")[1].split(" ")[0].rstrip(",") for w in warnings} <= {"0", "1"}
+    # one warning per Python worker and address, naming where it runs
+    assert all(f"/{manifest['spark']['app_id']}/" in w for w in warnings)
+    pairs = [(w.split("(pid ")[1].split(",")[0], w.split("GPU address ")[1].split(" ")[0]) for w in warnings]
+    assert len(pairs) == len(set(pairs))
+    assert manifest["rows"]["selected"] > 0

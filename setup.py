@@ -18,6 +18,8 @@ setup(
         "pyarrow>=14",
         "matplotlib>=3.7",
         "boto3>=1.28",
+        # k-means++ seeding of the quantization on the driver
+        "scikit-learn>=1.3",
     ],
     extras_require={
         # a cluster brings its own Spark; this is for local runs

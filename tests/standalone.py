@@ -52,7 +52,8 @@ class Cluster:
         return logs
 
     def submit(self, args: list[str], env: Optional[dict] = None, timeout: float = 600) -> subprocess.CompletedProcess:
-        cmd = [str(self.home / "bin" / "spark-submit"), "--master", self.url, *args]
+        """spark-submit of this cluster's Spark (args name the master)."""
+        cmd = [str(self.home / "bin" / "spark-submit"), *args]
         return subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
 
 

@@ -75,11 +75,24 @@ def cluster(tmp_path_factory):
         yield c
 
 
-def submit(cluster, package_zip, config: dict, out: Path, events: Path, conf: dict) -> dict:
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> dict:
+    return job_config(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def local_ids(config, spark, tmp_path_factory) -> set:
+    """The pair ids a local[2] run selects: every other run must select the same."""
+    out = tmp_path_factory.mktemp("local") / "out"
+    assert run_job(config_from_dict({**config, "output": str(out)}), spark)["rows"]["selected"] > 0
+    return selected_ids(out)
+
+
+def submit(cluster, package_zip, config: dict, out: Path, events: Path, conf: dict, master: str = "") -> dict:
     events.mkdir(parents=True, exist_ok=True)
     cfg_file = out.parent / f"{out.name}.yaml"
     cfg_file.write_text(json.dumps(config))
-    args = ["--py-files", str(package_zip),
+    args = ["--master", master or cluster.url, "--py-files", str(package_zip),
             "--conf", f"spark.pyspark.python={sys.executable}",
             "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events}",
             "--conf", "spark.eventLog.compress=false",
@@ -88,7 +101,8 @@ def submit(cluster, package_zip, config: dict, out: Path, events: Path, conf: di
         args += ["--conf", f"{key}={value}"]
     proc = cluster.submit(args + [str(ROOT / "jobs" / "gio_select.py"), "--config", str(cfg_file), "--output", str(out)])
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "Starting executor ID driver" not in proc.stderr  # not local mode
+    if not master:
+        assert "Starting executor ID driver" not in proc.stderr  # not local mode
     return json.loads((out / "manifest.json").read_text())
 
 
@@ -116,8 +130,7 @@ def selected_ids(out: Path) -> set:
     return set(pd.read_parquet(out / "selected").pair_id)
 
 
-def test_spark_submit_runs_on_the_cluster_and_matches_local(cluster, package_zip, spark, tmp_path):
-    config = job_config(tmp_path / "data")
+def test_spark_submit_runs_on_the_cluster_and_matches_local(cluster, package_zip, config, local_ids, tmp_path):
     manifest = submit(cluster, package_zip, config, tmp_path / "out", tmp_path / "events", {})
     app_id = manifest["spark"]["app_id"]
     assert manifest["spark"]["master"] == cluster.url
@@ -131,13 +144,17 @@ def test_spark_submit_runs_on_the_cluster_and_matches_local(cluster, package_zip
         assert tasks.get(f"gio-spark: {stage}"), f"no tasks recorded for {stage}: {sorted(tasks)}"
         assert "driver" not in tasks[f"gio-spark: {stage}"]
 
-    local = run_job(config_from_dict({**config, "output": str(tmp_path / "local")}), spark)
-    assert selected_ids(tmp_path / "out") == selected_ids(tmp_path / "local")
-    assert manifest["rows"]["selected"] == local["rows"]["selected"] > 0
+    assert selected_ids(tmp_path / "out") == local_ids
+    assert manifest["rows"]["selected"] == len(local_ids)
 
 
-def test_gpu_resources_reach_the_embedding_tasks(cluster, package_zip, tmp_path):
-    config = job_config(tmp_path / "data")
+def test_one_core_selects_the_same(cluster, package_zip, config, local_ids, tmp_path):
+    manifest = submit(cluster, package_zip, config, tmp_path / "out", tmp_path / "events", {}, master="local[1]")
+    assert manifest["spark"]["master"] == "local[1]"
+    assert selected_ids(tmp_path / "out") == local_ids
+
+
+def test_gpu_resources_reach_the_embedding_tasks(cluster, package_zip, config, local_ids, tmp_path):
     gpu = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1"}
     manifest = submit(cluster, package_zip, config, tmp_path / "out", tmp_path / "events", gpu)
     logs = cluster.executor_logs(manifest["spark"]["app_id"])
@@ -151,4 +168,4 @@ def test_gpu_resources_reach_the_embedding_tasks(cluster, package_zip, tmp_path)
     assert all(f"/{manifest['spark']['app_id']}/" in w for w in warnings)
     pairs = [(w.split("(pid ")[1].split(",")[0], w.split("GPU address ")[1].split(" ")[0]) for w in warnings]
     assert len(pairs) == len(set(pairs))
-    assert manifest["rows"]["selected"] > 0
+    assert selected_ids(tmp_path / "out") == local_ids  # the CPU fallback embeds as the CPU runs do

@@ -56,8 +56,11 @@ class QuantizeConfig:
     k: int = 1500
     seed: int = 0
     max_iter: int = 20
-    init_steps: int = 2
-    init_mode: str = "k-means||"
+    tol: float = 1e-4  # MLlib's epsilon: stop when no centroid moves further
+    init_mode: str = "k-means++"  # k-means++ seeds on the driver; or "k-means||", MLlib's own
+    init_steps: int = 2  # k-means|| only
+    sample_per_centroid: int = 256  # fit on at most this many rows per centroid (faiss's default)
+    seed_rows_per_centroid: int = 32  # k-means++ seeding on at most this many rows per centroid
     max_direct_rows: int = 200_000  # selection on rows without quantization is for small pools
 
 
@@ -105,8 +108,11 @@ class JobConfig:
             bad("embedding.device", self.embedding.device, "auto, cpu or cuda[:N]")
         if self.quantize.k < 2:
             bad("quantize.k", self.quantize.k, "must be at least 2")
-        if self.quantize.init_mode not in ("k-means||", "random"):
-            bad("quantize.init_mode", self.quantize.init_mode, "k-means|| or random")
+        if self.quantize.init_mode not in ("k-means++", "k-means||"):
+            bad("quantize.init_mode", self.quantize.init_mode, "k-means++ or k-means||")
+        for name in ("sample_per_centroid", "seed_rows_per_centroid", "max_iter"):
+            if getattr(self.quantize, name) < 1:
+                bad(f"quantize.{name}", getattr(self.quantize, name), "must be at least 1")
         if self.src_lang == self.tgt_lang:
             bad("tgt_lang", self.tgt_lang, "must differ from src_lang")
         return self

@@ -14,7 +14,7 @@ from .config import JobConfig
 from .embed import check_model_available, embed_pairs_df
 from .manifest import package_versions, write_report
 from .progress import spark_progress
-from .quantize import Quantized, kmeans, rows_as_clusters
+from .quantize import quantize
 from .readers import kept_pairs, read_pairs, read_vectors, summarize
 from .session import get_spark, session_info, warn_local_paths
 from .stages import StageStore, digest
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS"
 TMP_DIR = "_tmp"  # selected pairs are written here, then moved into place
+MIN_EMBED_PARTITIONS = 8  # embedding tasks for a small input, whatever the cluster
 
 
 def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
@@ -137,8 +138,10 @@ def _pairs(spark, stages: StageStore, side: str):
 def _stage_embed(spark, stages: StageStore, cfg: JobConfig, side: str, key: str, rows: int) -> dict:
     def compute() -> dict:
         pairs = _pairs(spark, stages, side)
-        parts = max(spark.sparkContext.defaultParallelism, -(-rows // cfg.embedding.rows_per_partition))
-        pairs = pairs.repartition(parts)
+        # partitions and their order depend on the data alone, so batches (and so the float
+        # rounding of the vectors) are the same on any cluster shape
+        parts = max(MIN_EMBED_PARTITIONS, -(-rows // cfg.embedding.rows_per_partition))
+        pairs = pairs.repartition(parts, "pair_id").sortWithinPartitions("pair_id")
         with spark_progress(spark, f"embed {side}"):
             embed_pairs_df(pairs, cfg.embedding).write.parquet(stages.data(f"embed_{side}"))
         written = spark.read.parquet(stages.data(f"embed_{side}")).count()
@@ -162,18 +165,11 @@ def _stage_quantize(spark, stages: StageStore, cfg: JobConfig, side: str, key: s
     def compute() -> dict:
         emb = _embeddings(spark, stages, side, vectors)
         with spark_progress(spark, f"quantize {side}"):
-            if cfg.quantize.enabled:
-                q: Quantized = kmeans(emb, cfg.quantize, rows, side, seed_offset=offset)
-            else:
-                q = rows_as_clusters(emb, rows, cfg.quantize.max_direct_rows, side, spark)
-            if side == "train":
-                q.assignments.write.parquet(stages.data(name))
+            # the train side's assignments are kept: the chosen clusters map back to pairs through them
+            q = quantize(emb, cfg.quantize, rows, side, offset, stages.data(name) if side == "train" else None)
         stages.write_npy(name, "centroids.npy", q.centroids)
         stages.write_npy(name, "sizes.npy", q.sizes)
-        return {
-            "rows": rows, "clusters": int(len(q.centroids)), "k_requested": q.k_requested,
-            "empty_clusters": int((q.sizes == 0).sum()), "quantized": cfg.quantize.enabled,
-        }
+        return {"rows": rows, "clusters": int(len(q.centroids)), "quantized": cfg.quantize.enabled, **q.stats}
 
     return stages.run(name, key, compute)
 
@@ -203,7 +199,7 @@ def _explode_and_write(spark, stages: StageStore, cfg: JobConfig, selection: dic
 
     chosen = selection["chosen_clusters"]
     picked = spark.createDataFrame([(int(c), i) for i, c in enumerate(chosen)], "cluster int, selection_rank int")
-    assignments = spark.read.parquet(stages.data("quantize_train"))
+    assignments = spark.read.parquet(stages.data("quantize_train")).select("pair_id", "cluster")
     pairs = _pairs(spark, stages, "train")
     if vectors:
         pairs = pairs.drop("embedding")

@@ -1,30 +1,49 @@
-"""Quantization with Spark MLlib k-means: only the centroids and cluster sizes reach the driver."""
+"""Quantization: k-means centroids of each side; only centroids and cluster sizes reach the driver.
+
+What runs (see README, "Quantization"):
+1. fit sample: every row when the side has at most ``sample_per_centroid * k`` rows, else a
+   uniform sample of about that many, chosen by a hash of (pair_id, seed), so the same rows on
+   any cluster;
+2. seeds: k-means++ (scikit-learn's ``kmeans_plusplus``) on the driver, over at most
+   ``seed_rows_per_centroid * k`` rows of the fit sample, in pair-id order;
+3. Lloyd: Spark MLlib k-means over the fit sample from those seeds (``initialModel``), its
+   input split into a number of partitions that depends on the data alone, rows in pair-id order;
+4. assignment: every row to its nearest centroid in one distributed pass, a float64 GEMM per
+   Arrow batch, with its squared distance; sizes and inertia come from that pass.
+
+``init_mode="k-means||"`` skips step 2 and lets MLlib seed with k-means|| as it does by default.
+"""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
 
 import numpy as np
-from pyspark.ml.clustering import KMeans
-from pyspark.ml.functions import array_to_vector
+import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from ..errors import UserError
 from .config import QuantizeConfig
 
 log = logging.getLogger(__name__)
 
-
 # below this many rows per cluster, duplicates could leave fewer distinct points than k
 DISTINCT_CHECK_FACTOR = 100
+# rows per partition of MLlib's input: the count depends on the data, never on the cluster
+FIT_ROWS_PER_PARTITION = 20_000
+HASH_RANGE = 1 << 31
 
 
 @dataclass
 class Quantized:
+    """One side's quantization: what reaches the driver."""
+
     centroids: np.ndarray  # [K, d] float32
     sizes: np.ndarray  # [K] rows per cluster
-    assignments: DataFrame  # [pair_id, cluster]
-    k_requested: int
+    stats: dict = field(default_factory=dict)  # k, fit rows, inertia, size percentiles, singletons
 
 
 def effective_k(requested: int, rows: int, name: str) -> int:
@@ -34,40 +53,156 @@ def effective_k(requested: int, rows: int, name: str) -> int:
     return requested
 
 
-def kmeans(embeddings: DataFrame, cfg: QuantizeConfig, rows: int, name: str, seed_offset: int = 0) -> Quantized:
-    """Cluster DataFrame[pair_id, embedding] into at most cfg.k clusters (fewer when there are
-    fewer distinct vectors: MLlib cannot place more centres than distinct points)."""
-    k = effective_k(cfg.k, rows, name)
-    if rows <= DISTINCT_CHECK_FACTOR * k:
-        distinct = embeddings.select("embedding").distinct().count()
-        if distinct < k:
-            log.warning("%s: only %d distinct vectors; using k=%d", name, distinct, distinct)
-            k = distinct
-    features = embeddings.select("pair_id", array_to_vector("embedding").alias("features"))
-    model = KMeans(
-        k=k, seed=cfg.seed + seed_offset, maxIter=cfg.max_iter, initSteps=cfg.init_steps, initMode=cfg.init_mode,
-        featuresCol="features", predictionCol="cluster",
-    ).fit(features)
-    centroids = np.asarray(model.clusterCenters(), dtype=np.float32)
-    assignments = model.transform(features).select("pair_id", F.col("cluster").cast("int").alias("cluster"))
-    sizes = np.zeros(len(centroids), dtype=np.int64)
-    for row in assignments.groupBy("cluster").count().collect():
-        sizes[row["cluster"]] = row["count"]
-    log.info("%s: %d rows in %d clusters (largest %d, empty %d)", name, rows, len(centroids), sizes.max(), int((sizes == 0).sum()))
-    return Quantized(centroids=centroids, sizes=sizes, assignments=assignments, k_requested=cfg.k)
+def _distinct_k(embeddings: DataFrame, k: int, rows: int, name: str) -> int:
+    """k, lowered to the number of distinct vectors when there are fewer (small inputs only)."""
+    if rows > DISTINCT_CHECK_FACTOR * k:
+        return k
+    distinct = embeddings.select("embedding").distinct().count()
+    if distinct < 2:
+        raise UserError(
+            f"{name}: all {rows} rows have the same embedding (one repeated sentence?); "
+            f"quantization needs at least 2 distinct pairs"
+        )
+    if distinct < k:
+        log.warning("%s: only %d distinct vectors; using k=%d", name, distinct, distinct)
+    return min(k, distinct)
 
 
-def rows_as_clusters(embeddings: DataFrame, rows: int, limit: int, name: str, spark) -> Quantized:
+def hashed_subset(df: DataFrame, rows: int, wanted: int, seed: int) -> DataFrame:
+    """About ``wanted`` of ``rows`` rows, chosen by a hash of (pair_id, seed): the same rows
+    whatever the partitioning."""
+    if wanted >= rows:
+        return df
+    threshold = int(HASH_RANGE * wanted / rows)
+    bucket = F.abs(F.xxhash64("pair_id", F.lit(seed))) % F.lit(HASH_RANGE)
+    return df.where(bucket < F.lit(threshold))
+
+
+def in_fixed_order(df: DataFrame, rows: int) -> DataFrame:
+    """``df`` hash-partitioned by pair_id into a count of partitions set by ``rows`` alone,
+    each sorted by pair_id: the same partitions and order on any cluster."""
+    parts = max(1, math.ceil(rows / FIT_ROWS_PER_PARTITION))
+    return df.repartition(parts, "pair_id").sortWithinPartitions("pair_id")
+
+
+def kmeans_plusplus_seeds(sample: DataFrame, k: int, seed: int) -> np.ndarray:
+    """k-means++ seeds (scikit-learn) of a sample small enough for the driver, in pair-id order."""
+    from sklearn.cluster import kmeans_plusplus
+
+    pdf = sample.select("pair_id", "embedding").orderBy("pair_id").toPandas()
+    x = np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
+    centers, _ = kmeans_plusplus(x, n_clusters=k, random_state=seed)
+    return centers
+
+
+def mllib_lloyd(fit: DataFrame, k: int, cfg: QuantizeConfig, seed: int, seeds: np.ndarray | None) -> np.ndarray:
+    """Spark MLlib k-means over ``fit`` (from ``seeds`` when given, else MLlib's own init)."""
+    from pyspark.mllib.clustering import KMeans, KMeansModel
+    from pyspark.mllib.linalg import Vectors
+
+    rdd = fit.select("embedding").rdd.map(lambda row: Vectors.dense(row[0]))
+    initial = KMeansModel([Vectors.dense(c) for c in seeds]) if seeds is not None else None
+    model = KMeans.train(
+        rdd, k, maxIterations=cfg.max_iter, initializationMode="k-means||", seed=seed,
+        initializationSteps=cfg.init_steps, epsilon=cfg.tol, initialModel=initial,
+    )
+    return np.asarray(model.clusterCenters, dtype=np.float32)
+
+
+def assign(embeddings: DataFrame, centroids: np.ndarray) -> DataFrame:
+    """DataFrame[pair_id, cluster int, sqdist double]: each row's nearest centroid, by a float64
+    GEMM per Arrow batch (ties go to the lower cluster id)."""
+    c = centroids.astype(np.float64)
+    shared = embeddings.sparkSession.sparkContext.broadcast((c, (c * c).sum(axis=1)))
+
+    def nearest(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        cents, norms = shared.value
+        for pdf in batches:
+            if pdf.empty:
+                continue
+            x = np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
+            dist = norms[None, :] - 2.0 * (x @ cents.T)
+            best = dist.argmin(axis=1)
+            sq = dist[np.arange(len(best)), best] + (x * x).sum(axis=1)
+            yield pd.DataFrame({"pair_id": pdf["pair_id"].to_numpy(), "cluster": best.astype(np.int32),
+                                "sqdist": np.maximum(sq, 0.0)})
+
+    return embeddings.select("pair_id", "embedding").mapInPandas(nearest, "pair_id long, cluster int, sqdist double")
+
+
+def cluster_stats(assignments: DataFrame, k: int) -> tuple[np.ndarray, dict]:
+    """Sizes per cluster and quality figures (inertia, size percentiles, singletons, empties)."""
+    sizes = np.zeros(k, dtype=np.int64)
+    inertia = 0.0
+    for row in assignments.groupBy("cluster").agg(F.count("*").alias("n"), F.sum("sqdist").alias("s")).collect():
+        sizes[row["cluster"]] = row["n"]
+        inertia += row["s"]
+    return sizes, size_stats(sizes, inertia)
+
+
+def size_stats(sizes: np.ndarray, inertia: float) -> dict:
+    rows = int(sizes.sum())
+    used = sizes[sizes > 0]
+    top = np.sort(sizes)[::-1][: max(1, len(sizes) // 10)]
+    return {
+        "inertia": float(inertia),
+        "mean_sqdist": float(inertia / rows) if rows else 0.0,
+        "size_percentiles": {f"p{p}": float(np.percentile(used, p)) for p in (0, 10, 50, 90, 99, 100)} if len(used) else {},
+        "singletons": int((sizes == 1).sum()),
+        "empty": int((sizes == 0).sum()),
+        "top10pct_share": float(top.sum() / rows) if rows else 0.0,
+    }
+
+
+def fit_centroids(embeddings: DataFrame, cfg: QuantizeConfig, rows: int, name: str, seed: int) -> tuple[np.ndarray, dict]:
+    """Steps 1-3: k-means centroids [k, d] of a side, and how they were fitted."""
+    k = _distinct_k(embeddings, effective_k(cfg.k, rows, name), rows, name)
+    fit_rows = min(rows, cfg.sample_per_centroid * k)
+    fit = in_fixed_order(hashed_subset(embeddings, rows, fit_rows, seed), fit_rows).cache()
+    try:
+        seeds = None
+        if cfg.init_mode == "k-means++":
+            seed_rows = min(fit_rows, cfg.seed_rows_per_centroid * k)
+            seeds = kmeans_plusplus_seeds(hashed_subset(fit, fit_rows, seed_rows, seed + 1), k, seed)
+            log.info("%s: k-means++ seeds from about %d rows", name, seed_rows)
+        log.info("%s: MLlib k-means, k=%d, on about %d of %d rows (at most %d per centroid), up to %d iterations",
+                 name, k, fit_rows, rows, cfg.sample_per_centroid, cfg.max_iter)
+        centroids = mllib_lloyd(fit, k, cfg, seed, seeds)
+    finally:
+        fit.unpersist()
+    return centroids, {"k": k, "k_requested": cfg.k, "fit_rows_target": fit_rows, "init_mode": cfg.init_mode}
+
+
+def quantize(embeddings: DataFrame, cfg: QuantizeConfig, rows: int, name: str, seed_offset: int,
+             assignments_path: Optional[str]) -> Quantized:
+    """One side: centroids, then every row assigned in one pass (written to
+    ``assignments_path`` as [pair_id, cluster, sqdist] when given), sizes and quality figures."""
+    if cfg.enabled:
+        centroids, info = fit_centroids(embeddings, cfg, rows, name, cfg.seed + seed_offset)
+        assignments = assign(embeddings, centroids)
+    else:
+        centroids, assignments = rows_as_clusters(embeddings, rows, cfg.max_direct_rows, name)
+        info = {"k": len(centroids), "k_requested": 0, "init_mode": None}
+    if assignments_path is not None:
+        assignments.write.parquet(assignments_path)
+        assignments = embeddings.sparkSession.read.parquet(assignments_path)
+    sizes, stats = cluster_stats(assignments, len(centroids))
+    if int(sizes.sum()) != rows:
+        raise RuntimeError(f"{name}: assigned {int(sizes.sum())} rows to clusters, expected {rows}")
+    log.info("%s: %d rows in %d clusters (inertia %.1f, largest %d, singletons %d, empty %d)", name, rows,
+             len(centroids), stats["inertia"], sizes.max(), stats["singletons"], stats["empty"])
+    return Quantized(centroids=centroids, sizes=sizes, stats={**info, **stats})
+
+
+def rows_as_clusters(embeddings: DataFrame, rows: int, limit: int, name: str) -> tuple[np.ndarray, DataFrame]:
     """No quantization: every row is its own cluster (for small pools; rows go to the driver)."""
-    from ..errors import UserError
-
     if rows > limit:
         raise UserError(
             f"{name}: selecting on rows directly collects them to the driver; {rows} rows is over "
             f"quantize.max_direct_rows={limit}. Enable quantization or raise the limit"
         )
     data = embeddings.select("pair_id", "embedding").orderBy("pair_id").collect()
-    ids = [r["pair_id"] for r in data]
     vecs = np.asarray([r["embedding"] for r in data], dtype=np.float32)
-    assignments = spark.createDataFrame([(int(p), i) for i, p in enumerate(ids)], "pair_id long, cluster int")
-    return Quantized(centroids=vecs, sizes=np.ones(len(ids), dtype=np.int64), assignments=assignments, k_requested=0)
+    assignments = embeddings.sparkSession.createDataFrame(
+        [(int(r["pair_id"]), i, 0.0) for i, r in enumerate(data)], "pair_id long, cluster int, sqdist double")
+    return vecs, assignments

@@ -124,7 +124,7 @@ def numbered_lines(spark: SparkSession, files: list[str]) -> tuple[DataFrame, li
     ordinal = {fs.uri_form(f): i for i, f in enumerate(files)}
     raw = (
         spark.read.option("lineSep", "\n").text(files)
-        .select(F.regexp_replace("value", r"\r\z", "").alias("value"), F.col("_metadata.file_path").alias("_file"))
+        .select(_without_final_cr("value"), F.col("_metadata.file_path").alias("_file"))
         .withColumn("_mid", F.monotonically_increasing_id())
         .withColumn("_part", F.spark_partition_id())
     )
@@ -142,6 +142,15 @@ def numbered_lines(spark: SparkSession, files: list[str]) -> tuple[DataFrame, li
         "file_ordinal", (F.col("start") + F.col("_mid") - F.col("first")).alias("line"), "value", "_file"
     )
     return out, counts
+
+
+def _without_final_cr(col: str) -> Column:
+    """The text without one trailing CR, cut as bytes so that bytes which are not UTF-8 stay as
+    they are (a string function would replace them and hide them from the UTF-8 check)."""
+    return F.expr(
+        f"CASE WHEN substring(cast({col} AS binary), -1, 1) = X'0D' "
+        f"THEN cast(substring(cast({col} AS binary), 1, octet_length({col}) - 1) AS string) ELSE {col} END"
+    ).alias(col)
 
 
 def _invalid_utf8(col: str):

@@ -193,9 +193,9 @@ def test_output_check_counts_both_sides(spark, tmp_path):
     with pytest.raises(RuntimeError, match=r"wrote \{'en': 3, 'de': 2\} lines, the chosen clusters hold 3 pairs"):
         verify_output(spark, cfg, str(tmp_path / "sel"), 3)
     (tmp_path / "tsv").mkdir()
-    (tmp_path / "tsv" / "part-0.csv").write_text("pair_id\tsrc\ttgt\n1\ta\tb\n2\tc\n")
-    with pytest.raises(RuntimeError, match=r"wrote 2 rows \(2 distinct pair ids, 1 incomplete\)"):
-        verify_output(spark, job(tmp_path, "t", "d", output_format="tsv"), str(tmp_path / "tsv"), 2)
+    (tmp_path / "tsv" / "part-0.csv").write_text("pair_id\tsrc\ttgt\n1\ta\tb\n2\tc\n3\td\te\tf\n4\tg\th\n")
+    with pytest.raises(RuntimeError, match=r"wrote 4 rows \(4 distinct pair ids, 2 malformed\)"):
+        verify_output(spark, job(tmp_path, "t", "d", output_format="tsv"), str(tmp_path / "tsv"), 4)
 
 
 # 6. what the counts rule out is refused before embedding
@@ -275,9 +275,11 @@ def test_output_and_inputs_must_be_apart(tmp_path, target, capsys):
     args = ["--train", str(tmp_path / "data"), "--train-format", "parquet", "--target", target]
     err = run_cli(capsys, *args, "--output", str(tmp_path / "data" / "out"))
     assert f"output {tmp_path / 'data' / 'out'} is inside the train input {tmp_path / 'data'}" in err
-    err = run_cli(capsys, *args, "--output", str(tmp_path))
-    assert f"train input {tmp_path / 'data'} is inside the output {tmp_path}" in err
     assert not (tmp_path / "data" / "out").exists()
+    previous = tmp_path / "prev" / "selected"  # a former selection read back into the same output
+    err = run_cli(capsys, "--train", str(previous), "--train-format", "parquet", "--target", target,
+                  "--output", str(tmp_path / "prev"))
+    assert f"train input {previous} lies in {previous}, which this run rewrites" in err
 
 
 def test_credentials_in_a_uri_are_refused_without_repeating_them(tmp_path, target, capsys):

@@ -13,7 +13,7 @@ from ..gio import knn_kl, select
 from . import storage
 from .config import JobConfig
 from .embed import embed_pairs_df
-from .lock import OutputLock
+from .lock import LOCK_NAME, OutputLock
 from .manifest import package_versions, write_report
 from .progress import spark_progress
 from .quantize import Quantized, kmeans, rows_as_clusters
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS"
 TMP_DIR = "_tmp"  # selected pairs are written here, then moved into place
+# everything a run writes under its output folder (other entries, e.g. the demo's data, are left alone)
+OUTPUT_ENTRIES = ("selected", "_stages", TMP_DIR, "manifest.json", "report.png", SUCCESS, LOCK_NAME)
 
 
 def run_job(cfg: JobConfig, spark=None, force_unlock: bool = False) -> dict[str, Any]:
@@ -117,8 +119,10 @@ def check_locations(cfg: JobConfig) -> None:
         root = storage.static_prefix(getattr(cfg, side).path)
         if storage.is_within(cfg.output, root):
             raise UserError(f"output {cfg.output} is inside the {side} input {root}; choose an output outside the inputs")
-        if storage.is_within(root, cfg.output):
-            raise UserError(f"{side} input {root} is inside the output {cfg.output}; choose an output outside the inputs")
+        for entry in OUTPUT_ENTRIES:
+            if storage.is_within(root, storage.join(cfg.output, entry)):
+                raise UserError(f"{side} input {root} lies in {storage.join(cfg.output, entry)}, which this run "
+                                f"rewrites; choose another output")
 
 
 def check_counts(cfg: JobConfig, inputs: dict[str, dict]) -> None:
@@ -305,16 +309,17 @@ def verify_output(spark, cfg: JobConfig, uri: str, expected: int) -> int:
             raise RuntimeError(f"wrote {found} lines, the chosen clusters hold {expected} pairs")
         return expected
     if cfg.output_format == "tsv":
-        back = spark.read.schema("pair_id long, src string, tgt string").options(**TSV_OPTIONS).csv(uri)
-        missing = F.col("pair_id").isNull() | F.col("src").isNull() | F.col("tgt").isNull()
+        # a fourth column catches a row with too many fields (the reader drops extra ones silently)
+        back = spark.read.schema("pair_id long, src string, tgt string, _extra string").options(**TSV_OPTIONS).csv(uri)
+        bad = F.col("pair_id").isNull() | F.col("src").isNull() | F.col("tgt").isNull() | F.col("_extra").isNotNull()
     else:
         back = spark.read.parquet(uri)
-        missing = F.col("pair_id").isNull()
+        bad = F.col("pair_id").isNull()
     row = back.agg(F.count("*").alias("rows"), F.countDistinct("pair_id").alias("ids"),
-                   F.sum(missing.cast("int")).alias("missing")).first()
-    if not row["rows"] == row["ids"] == expected or row["missing"]:
-        raise RuntimeError(f"wrote {row['rows']} rows ({row['ids']} distinct pair ids, {row['missing'] or 0} "
-                           f"incomplete), the chosen clusters hold {expected} pairs")
+                   F.sum(bad.cast("int")).alias("bad")).first()
+    if not row["rows"] == row["ids"] == expected or row["bad"]:
+        raise RuntimeError(f"wrote {row['rows']} rows ({row['ids']} distinct pair ids, {row['bad'] or 0} "
+                           f"malformed), the chosen clusters hold {expected} pairs")
     return expected
 
 

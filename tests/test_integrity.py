@@ -1,7 +1,6 @@
 """No silent wrong result and no lost rows: inputs changed in place, paths with URL-special
 characters, line ends, aligned output, checks from counts, and one-line errors."""
 import csv
-import gzip
 
 import numpy as np
 import pandas as pd

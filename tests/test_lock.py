@@ -81,7 +81,7 @@ def test_released_on_failure_but_never_someone_elses(tmp_path):
 
 def test_an_unreadable_lock_counts_as_stale(tmp_path):
     (tmp_path / LOCK_NAME).write_text("{half a lock")
-    with pytest.raises(UserError, match="looks stale"):
+    with pytest.raises(UserError, match=r"locked by an unreadable lock, which looks stale \(its content is not a lock\)"):
         OutputLock(str(tmp_path)).acquire()
     with OutputLock(str(tmp_path), force=True):
         pass

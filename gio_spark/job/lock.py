@@ -50,7 +50,13 @@ class LockInfo:
         except (ValueError, KeyError, TypeError):
             return None
 
+    @property
+    def unreadable(self) -> bool:
+        return self.pid < 0
+
     def describe(self) -> str:
+        if self.unreadable:
+            return "an unreadable lock"
         return f"run {self.owner} (host {self.host}, pid {self.pid}, started {self.started})"
 
 
@@ -68,6 +74,8 @@ def _pid_alive(pid: int) -> bool:
 
 def stale_reason(info: LockInfo, stale_after_s: float, now: Optional[float] = None) -> Optional[str]:
     """Why a lock can be taken over, or None while its owner may still be running."""
+    if info.unreadable:
+        return "its content is not a lock"
     age = (now if now is not None else time.time()) - info.started_epoch
     if age > stale_after_s:
         return f"older than {stale_after_s / 3600:g} h"
@@ -93,8 +101,8 @@ class OutputLock:
         except UserError:  # removed in between
             return None
         info = LockInfo.parse(text)
-        if info is None:  # unreadable marker: treat as old, so --force-unlock can clear it
-            return LockInfo("unknown", "unknown", -1, "unknown", 0.0)
+        if info is None:  # not a lock this package wrote: stale, so --force-unlock can clear it
+            return LockInfo("", "", -1, "", 0.0)
         return info
 
     def acquire(self) -> None:

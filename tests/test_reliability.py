@@ -1,6 +1,11 @@
 """Bad inputs get one clear error or are counted; failures mid-run and reruns lose and
 duplicate nothing."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -8,9 +13,10 @@ import pytest
 
 from gio_spark.cli import main
 from gio_spark.errors import UserError
-from gio_spark.job import pipeline
+from gio_spark.job import pipeline, storage
 from gio_spark.job.pipeline import run_job
 
+from .conftest import ROOT
 from .test_job import POOL, TARGET, job, write_text
 
 pytestmark = pytest.mark.spark
@@ -102,7 +108,7 @@ def test_hf_layout_without_the_language(spark, tmp_path, target):
 def test_target_too_small_for_the_estimator(spark, tmp_path):
     train = write_text(tmp_path, "train", POOL)
     small = write_text(tmp_path, "small", TARGET[:4])
-    with pytest.raises(UserError, match=r"target has 4 clusters; .*k=5 needs at least 6"):
+    with pytest.raises(UserError, match=r"target has 4 usable pairs; .*k=5 needs at least 6"):
         run_job(job(tmp_path, train, small), spark)
 
 
@@ -141,7 +147,7 @@ def test_bad_precomputed_vectors(spark, tmp_path):
     with pytest.raises(UserError, match=r"2 duplicated ids"):
         run_job(job(tmp_path, vectors_file(tmp_path / "dup.parquet", rng.normal(size=(6, 4)), [1, 1, 2, 2, 3, 4]), good_t), spark)
     other_dim = vectors_file(tmp_path / "d5.parquet", rng.normal(size=(30, 5)))
-    with pytest.raises(ValueError, match=r"train has dimension 5 but target has 4"):
+    with pytest.raises(UserError, match=r"train vectors have dimension 5 but target vectors 4"):
         run_job(job(tmp_path, other_dim, good_t, quantize={"k": 6}), spark)
 
 
@@ -242,3 +248,115 @@ def test_same_config_and_seed_select_the_same_pairs(spark, tmp_path, target):
     a = json.loads((tmp_path / "a" / "out" / "manifest.json").read_text())
     b = json.loads((tmp_path / "b" / "out" / "manifest.json").read_text())
     assert a["selection"]["kl_curve"] == b["selection"]["kl_curve"]
+
+
+# Fault matrix: the driver dies at every point where a run leaves something behind, a second
+# run meets a running one, a killed run leaves its lock. Each ends with the reference's pair ids
+# or a clean refusal, and never with _SUCCESS beside partial output.
+
+STAGES = ["pairs_train", "pairs_target", "embed_train", "embed_target", "quantize_train", "quantize_target", "select"]
+KILL_POINTS = [f"_stages/{s}/_stage.json" for s in STAGES] + ["/selected", "/manifest.json", "/report.png", "/_SUCCESS"]
+
+
+class Killed(BaseException):
+    """The driver dying: nothing after this point runs (not an Exception, so nothing catches it)."""
+
+
+@pytest.fixture(scope="module")
+def reference(spark, tmp_path_factory):
+    """A clean run's inputs and selected pair ids, shared by the fault cases."""
+    folder = tmp_path_factory.mktemp("reference")
+    train, target = write_text(folder, "train", POOL), write_text(folder, "target", TARGET)
+    manifest = run_job(job(folder / "ref", train, target), spark)
+    return train, target, selected_ids(folder / "ref" / "out"), manifest
+
+
+def kill_at(m, point: str) -> None:
+    """Make the driver die right before it writes a path ending in ``point``."""
+    real_text, real_bytes, real_move = storage.write_text, storage.write_bytes, storage.HadoopFS.move
+
+    def check(uri: str) -> None:
+        if uri.endswith(point):
+            raise Killed(point)
+
+    m.setattr(storage, "write_text", lambda uri, text: (check(uri), real_text(uri, text))[1])
+    m.setattr(storage, "write_bytes", lambda uri, data: (check(uri), real_bytes(uri, data))[1])
+    m.setattr(storage.HadoopFS, "move", lambda self, src, dst: (check(dst), real_move(self, src, dst))[1])
+
+
+def test_driver_killed_at_every_stage_boundary_resumes_to_the_same_pairs(spark, tmp_path, reference, monkeypatch):
+    train, target, ref_ids, ref_manifest = reference
+    out = tmp_path / "out"
+    markers: dict[str, str] = {}
+    for i, point in enumerate(KILL_POINTS):
+        with monkeypatch.context() as m:
+            kill_at(m, point)
+            with pytest.raises(Killed):
+                run_job(job(tmp_path, train, target), spark)
+        assert not (out / "_SUCCESS").exists(), point
+        assert not (out / "_LOCK").exists(), point  # released on the way out (kill -9: see below)
+        assert (out / "selected").exists() == (i > KILL_POINTS.index("/selected")), point
+        for n, stage in enumerate(STAGES):
+            marker = out / "_stages" / stage / "_stage.json"
+            assert marker.exists() == (n < i), (point, stage)
+            if marker.exists():  # finished once, never computed again
+                assert markers.setdefault(stage, marker.read_text()) == marker.read_text(), (point, stage)
+    manifest = run_job(job(tmp_path, train, target), spark)
+    assert manifest["stages_reused"] == STAGES
+    assert selected_ids(out) == ref_ids
+    assert manifest["selection"]["chosen_clusters"] == ref_manifest["selection"]["chosen_clusters"]
+    assert not (out / "_tmp").exists() and not (out / "_LOCK").exists()
+
+
+SUBPROCESS_DRIVER = """
+import sys
+from gio_spark.job.session import get_spark
+get_spark("local[2,2]", extra_conf={"spark.sql.shuffle.partitions": "2"})  # as the tests' session
+from gio_spark.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def wait_for(path, proc, log, timeout_s=300.0):
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended (exit {proc.returncode}) before {path} appeared:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{path} did not appear in {timeout_s} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def test_second_run_refused_and_kill_9_leaves_a_stale_lock(spark, tmp_path, reference, capsys):
+    train, target, ref_ids, _ = reference
+    out = tmp_path / "out"
+    args = ["run", "--train", train, "--target", target, "--src-lang", "en", "--tgt-lang", "de", "--output", str(out),
+            "--k", "30", "--set", "quantize.seed=3", "--set", "gio.max_iter=30"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    log = tmp_path / "first.log"
+    with open(log, "wb") as fh:
+        first = subprocess.Popen([sys.executable, "-c", SUBPROCESS_DRIVER, *args], stdout=fh, stderr=subprocess.STDOUT,
+                                 env=env, start_new_session=True)
+    try:
+        wait_for(out / "_LOCK", first, log)
+        lock = json.loads((out / "_LOCK").read_text())
+        assert lock["pid"] == first.pid
+        assert main(args) == 2  # the second run refuses and touches nothing
+        err = capsys.readouterr().err
+        assert f"is in use by run {lock['owner']} (host {lock['host']}, pid {first.pid}, started {lock['started']})" in err
+        assert len(err.strip().splitlines()) == 1
+        wait_for(out / "_stages" / "embed_train" / "_stage.json", first, log)  # the first one carried on
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    finally:
+        try:
+            os.killpg(first.pid, signal.SIGKILL)  # its JVM too
+        except ProcessLookupError:
+            pass
+    assert not (out / "_SUCCESS").exists() and json.loads((out / "_LOCK").read_text()) == lock
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"looks stale (process {first.pid} is gone on this host); rerun with --force-unlock" in err
+    assert main([*args, "--force-unlock"]) == 0
+    assert selected_ids(out) == ref_ids
+    assert not (out / "_LOCK").exists()

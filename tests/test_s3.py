@@ -96,3 +96,17 @@ def test_missing_s3_input_is_named(s3, capsys):
                  "--src-lang", "en", "--tgt-lang", "de", "--output", "s3a://gio/out/missing"])
     assert code == 2
     assert "no file matches s3a://gio/nothing/train.en" in capsys.readouterr().err
+
+
+def test_s3_keys_with_a_space_and_their_etags(s3, spark):
+    from gio_spark.job.config import InputConfig
+    from gio_spark.job.readers import list_input, read_pairs
+
+    put_pairs(s3, "in/sp ace #1/train", POOL)
+    inp = InputConfig(path="s3a://gio/in/sp ace #1/train")
+    files = list_input(spark, inp, "en", "de", "train")
+    etags = {o["Key"]: o["ETag"].strip('"') for o in s3.list_objects_v2(Bucket="gio", Prefix="in/sp ace")["Contents"]}
+    assert [f[0] for f in files.fingerprint()] == ["s3a://gio/in/sp ace #1/train.de", "s3a://gio/in/sp ace #1/train.en"]
+    assert [f[3].strip('"') for f in files.fingerprint()] == [etags["in/sp ace #1/train.de"], etags["in/sp ace #1/train.en"]]
+    rows = read_pairs(spark, inp, "en", "de", "train", files).df.toPandas().sort_values("pair_id")
+    assert list(zip(rows.src, rows.tgt)) == POOL

@@ -44,6 +44,8 @@ def add_run_parser(sub) -> None:
     p.add_argument("--output", help="output folder or URI")
     p.add_argument("--output-format", choices=["parquet", "tsv", "text"])
     p.add_argument("--if-exists", choices=["fail", "skip", "overwrite"], help="when the output holds a complete run")
+    p.add_argument("--force-unlock", action="store_true",
+                   help="take over the output's _LOCK when it is stale (older than lock_stale_hours, or its process is gone)")
     p.add_argument("--k", type=int, help="k-means clusters per side (default 1500)")
     p.add_argument("--model", help="embedding model: folder, installed model package, or hub name")
     p.add_argument("--master", help="Spark master when no session is active (default local[*])")
@@ -87,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_demo_corpus(storage.join(cfg.output, "_demo_data"))
     from .pipeline import run_job
 
-    manifest = run_job(cfg)
+    manifest = run_job(cfg, force_unlock=getattr(args, "force_unlock", False))
     print(f"selected pairs: {manifest['output']} ({manifest['rows']['selected']} of {manifest['rows']['train_kept']})")
     print(f"manifest:       {storage.join(cfg.output, 'manifest.json')}")
     print(f"report:         {storage.join(cfg.output, 'report.png')}")

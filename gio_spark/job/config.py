@@ -73,6 +73,7 @@ class JobConfig:
     output: str = ""
     output_format: str = "parquet"
     if_exists: str = "fail"
+    lock_stale_hours: float = 24.0  # an older _LOCK (or one whose process is gone here) can be taken over
     allow_undecodable: bool = False
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
@@ -97,6 +98,9 @@ class JobConfig:
             bad("output_format", self.output_format, f"choose one of {', '.join(OUTPUT_FORMATS)}")
         if self.if_exists not in IF_EXISTS:
             bad("if_exists", self.if_exists, f"choose one of {', '.join(IF_EXISTS)}")
+        hours = self.lock_stale_hours
+        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not hours > 0:
+            bad("lock_stale_hours", self.lock_stale_hours, "must be a positive number of hours")
         if self.embedding.side not in EMBED_SIDES:
             bad("embedding.side", self.embedding.side, f"choose one of {', '.join(EMBED_SIDES)}")
         for name in ("batch_size", "gpu_batch_size"):

@@ -7,15 +7,17 @@ import time
 import uuid
 from typing import Any
 
+from .. import __version__
 from ..errors import UserError
 from ..gio import knn_kl, select
 from . import storage
 from .config import JobConfig
 from .embed import check_model_available, embed_pairs_df
+from .lock import LOCK_NAME, OutputLock
 from .manifest import package_versions, write_report
 from .progress import spark_progress
 from .quantize import quantize
-from .readers import kept_pairs, read_pairs, read_vectors, summarize
+from .readers import InputFiles, kept_pairs, list_input, read_failure, read_pairs, read_vectors, summarize
 from .session import get_spark, session_info, warn_local_paths
 from .stages import StageStore, digest
 
@@ -24,11 +26,23 @@ log = logging.getLogger(__name__)
 SUCCESS = "_SUCCESS"
 TMP_DIR = "_tmp"  # selected pairs are written here, then moved into place
 MIN_EMBED_PARTITIONS = 8  # embedding tasks for a small input, whatever the cluster
+# everything a run writes under its output folder (other entries, e.g. the demo's data, are left alone)
+OUTPUT_ENTRIES = ("selected", "_stages", TMP_DIR, "manifest.json", "report.png", SUCCESS, LOCK_NAME)
 
 
-def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
-    """Run the whole job; returns the manifest (also written to ``<output>/manifest.json``)."""
+def run_job(cfg: JobConfig, spark=None, force_unlock: bool = False) -> dict[str, Any]:
+    """Run the whole job; returns the manifest (also written to ``<output>/manifest.json``).
+
+    The output is locked for the whole run (``<output>/_LOCK``); ``force_unlock`` takes over
+    a stale lock left by a killed run."""
     cfg.validate()
+    check_locations(cfg)
+    lock = OutputLock(cfg.output, stale_after_s=cfg.lock_stale_hours * 3600, force=force_unlock)
+    with lock:
+        return _run_locked(cfg, spark, lock)
+
+
+def _run_locked(cfg: JobConfig, spark, lock: OutputLock) -> dict[str, Any]:
     started = time.perf_counter()
     out = cfg.output
     done_marker = storage.join(out, SUCCESS)
@@ -48,15 +62,22 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
     vectors = cfg.train.format == "vectors"
 
     inputs: dict[str, dict] = {}
-    embeds: dict[str, str] = {}
+    read_keys: dict[str, str] = {}
     for side in ("train", "target"):
         inp = getattr(cfg, side)
-        key = digest(side, inp, cfg.src_lang, cfg.tgt_lang, cfg.allow_undecodable)
-        inputs[side] = _stage_read(spark, stages, cfg, side, key)
+        files = list_input(spark, inp, cfg.src_lang, cfg.tgt_lang, side)
+        # a file replaced in place, or another package version, makes this and every later stage stale
+        read_keys[side] = digest(side, inp, cfg.src_lang, cfg.tgt_lang, cfg.allow_undecodable, files.fingerprint(),
+                                 __version__)
+        inputs[side] = _stage_read(spark, stages, cfg, side, read_keys[side], files)
+    check_counts(cfg, inputs)
+
+    embeds: dict[str, str] = {}
+    for side in ("train", "target"):
         if vectors:
-            embeds[side] = key
+            embeds[side] = read_keys[side]
         else:
-            embeds[side] = digest(key, _result_affecting(cfg.embedding))
+            embeds[side] = digest(read_keys[side], _result_affecting(cfg.embedding))
             _stage_embed(spark, stages, cfg, side, embeds[side], inputs[side]["rows_kept"])
 
     quant: dict[str, dict] = {}
@@ -86,10 +107,42 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
     storage.write_text(storage.join(out, "manifest.json"), json.dumps(manifest, indent=1))
     train_sizes = stages.read_npy("quantize_train", "sizes.npy")
     storage.write_bytes(storage.join(out, "report.png"), write_report(selection, train_sizes))
+    lock.check()  # never mark complete an output another run has taken over
     storage.write_text(done_marker, json.dumps({"rows": written["rows_out"]}))
     log.info("wrote %d selected pairs to %s (manifest %s, report %s)", written["rows_out"],
              storage.join(out, "selected"), storage.join(out, "manifest.json"), storage.join(out, "report.png"))
     return manifest
+
+
+def check_locations(cfg: JobConfig) -> None:
+    """Before any work: no credentials in paths, an output that can be a folder, and inputs and
+    output apart (an output inside an input folder would be read back as input)."""
+    for what, uri in (("train.path", cfg.train.path), ("target.path", cfg.target.path), ("output", cfg.output)):
+        storage.check_no_credentials(uri, what)
+    storage.check_output_location(cfg.output)
+    for side in ("train", "target"):
+        root = storage.static_prefix(getattr(cfg, side).path)
+        if storage.is_within(cfg.output, root):
+            raise UserError(f"output {cfg.output} is inside the {side} input {root}; choose an output outside the inputs")
+        for entry in OUTPUT_ENTRIES:
+            if storage.is_within(root, storage.join(cfg.output, entry)):
+                raise UserError(f"{side} input {root} lies in {storage.join(cfg.output, entry)}, which this run "
+                                f"rewrites; choose another output")
+
+
+def check_counts(cfg: JobConfig, inputs: dict[str, dict]) -> None:
+    """What the read counts already rule out, refused before embedding and k-means."""
+    target, train = inputs["target"]["rows_kept"], inputs["train"]["rows_kept"]
+    need = cfg.gio.k + 1
+    if target < need:
+        raise UserError(f"target has {target} usable pairs; GIO's k-NN estimator with k={cfg.gio.k} needs at least "
+                        f"{need} (add target pairs or lower gio.k)")
+    if not cfg.quantize.enabled and train > cfg.quantize.max_direct_rows:
+        raise UserError(f"train: selecting on rows directly collects them to the driver; {train} rows is over "
+                        f"quantize.max_direct_rows={cfg.quantize.max_direct_rows}. Enable quantization or raise the limit")
+    dims = {side: inputs[side].get("dim") for side in ("train", "target")}
+    if None not in dims.values() and dims["train"] != dims["target"]:
+        raise UserError(f"train vectors have dimension {dims['train']} but target vectors {dims['target']}")
 
 
 def check_inputs_exist(cfg: JobConfig) -> None:
@@ -111,21 +164,30 @@ def _result_affecting(embedding) -> dict:
     return values
 
 
-def _stage_read(spark, stages: StageStore, cfg: JobConfig, side: str, key: str) -> dict:
+def _stage_read(spark, stages: StageStore, cfg: JobConfig, side: str, key: str, files: InputFiles) -> dict:
     """Every input row goes to the stage, with the reason when it is not used; the counts come
-    from what was written, so nothing is dropped unseen."""
+    from what was written, so nothing is dropped unseen. A file Spark cannot read (a corrupt
+    or truncated .gz) is one line naming it."""
     inp = getattr(cfg, side)
     path = stages.data(f"pairs_{side}")
 
     def compute() -> dict:
-        with spark_progress(spark, f"read {side}"):
-            if inp.format == "vectors":
-                df, stats = read_vectors(spark, inp, side)
-                df.write.parquet(path)
-            else:
-                raw = read_pairs(spark, inp, cfg.src_lang, cfg.tgt_lang, side)
-                raw.df.write.parquet(path)
-                stats = summarize(spark.read.parquet(path), raw, cfg.allow_undecodable, side)
+        try:
+            with spark_progress(spark, f"read {side}"):
+                if inp.format == "vectors":
+                    df, stats = read_vectors(spark, inp, side, files)
+                    df.write.parquet(path)
+                else:
+                    raw = read_pairs(spark, inp, cfg.src_lang, cfg.tgt_lang, side, files)
+                    raw.df.write.parquet(path)
+                    stats = summarize(spark.read.parquet(path), raw, cfg.allow_undecodable, side)
+        except UserError:
+            raise
+        except Exception as exc:
+            error = read_failure(exc, side)
+            if error is None:
+                raise
+            raise error from exc
         return stats.to_dict()
 
     return stages.run(f"pairs_{side}", key, compute)
@@ -209,23 +271,56 @@ def _explode_and_write(spark, stages: StageStore, cfg: JobConfig, selection: dic
     if cfg.output_format == "parquet":
         df.write.parquet(target_uri)
     elif cfg.output_format == "tsv":
-        df.select("pair_id", "src", "tgt").write.option("sep", "\t").option("header", True).option(
-            "quote", ""
-        ).csv(target_uri)
+        df.select("pair_id", escaped("src"), escaped("tgt")).write.options(**TSV_OPTIONS).csv(target_uri)
     else:  # aligned text files, one line per pair, ordered by pair id
-        one = df.select("pair_id", "src", "tgt").repartition(1).sortWithinPartitions("pair_id")
+        one = df.select("pair_id", escaped("src"), escaped("tgt")).repartition(1).sortWithinPartitions("pair_id")
         one.select("src").write.text(storage.join(target_uri, cfg.src_lang))
         one.select("tgt").write.text(storage.join(target_uri, cfg.tgt_lang))
-    if cfg.output_format == "text":
-        rows = spark.read.text(storage.join(target_uri, cfg.src_lang)).count()
-    elif cfg.output_format == "tsv":
-        rows = spark.read.option("sep", "\t").option("header", True).csv(target_uri).count()
-    else:
-        rows = spark.read.parquet(target_uri).count()
-    expected = selection["pairs_selected"]
-    if rows != expected:
-        raise RuntimeError(f"wrote {rows} selected pairs, the chosen clusters hold {expected}")
+    rows = verify_output(spark, cfg, target_uri, selection["pairs_selected"])
     return {"rows_out": rows}
+
+
+# TSV as written and read back: no quoting (text is escaped instead), whitespace kept as it is
+TSV_OPTIONS = {"sep": "\t", "header": "true", "quote": "", "lineSep": "\n", "emptyValue": "",
+               "ignoreLeadingWhiteSpace": "false", "ignoreTrailingWhiteSpace": "false"}
+ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+
+
+def escaped(col: str):
+    r"""Text for line-based output: backslash, tab, LF and CR written as the two characters
+    ``\\``, ``\t``, ``\n``, ``\r``, so every pair is one line and every field one column."""
+    from pyspark.sql import functions as F
+
+    out = F.col(col)
+    for raw, esc in ESCAPES:
+        out = F.replace(out, F.lit(raw), F.lit(esc))
+    return out.alias(col)
+
+
+def verify_output(spark, cfg: JobConfig, uri: str, expected: int) -> int:
+    """Read the written pairs back and count them on every side; anything but ``expected`` rows
+    (distinct pair ids for Parquet and TSV, lines in both files for text) is an error."""
+    from pyspark.sql import functions as F
+
+    if cfg.output_format == "text":
+        found = {lang: spark.read.option("lineSep", "\n").text(storage.join(uri, lang)).count()
+                 for lang in (cfg.src_lang, cfg.tgt_lang)}
+        if set(found.values()) != {expected}:
+            raise RuntimeError(f"wrote {found} lines, the chosen clusters hold {expected} pairs")
+        return expected
+    if cfg.output_format == "tsv":
+        # a fourth column catches a row with too many fields (the reader drops extra ones silently)
+        back = spark.read.schema("pair_id long, src string, tgt string, _extra string").options(**TSV_OPTIONS).csv(uri)
+        bad = F.col("pair_id").isNull() | F.col("src").isNull() | F.col("tgt").isNull() | F.col("_extra").isNotNull()
+    else:
+        back = spark.read.parquet(uri)
+        bad = F.col("pair_id").isNull()
+    row = back.agg(F.count("*").alias("rows"), F.countDistinct("pair_id").alias("ids"),
+                   F.sum(bad.cast("int")).alias("bad")).first()
+    if not row["rows"] == row["ids"] == expected or row["bad"]:
+        raise RuntimeError(f"wrote {row['rows']} rows ({row['ids']} distinct pair ids, {row['bad'] or 0} "
+                           f"malformed), the chosen clusters hold {expected} pairs")
+    return expected
 
 
 def _manifest(cfg, inputs, quant, selection, written, stages: StageStore, seconds: float) -> dict:

@@ -1,0 +1,303 @@
+"""No silent wrong result and no lost rows: inputs changed in place, paths with URL-special
+characters, line ends, aligned output, checks from counts, and one-line errors."""
+import csv
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gio_spark.cli import main
+from gio_spark.errors import UserError
+from gio_spark.job import pipeline
+from gio_spark.job.config import InputConfig
+from gio_spark.job.pipeline import run_job, verify_output
+from gio_spark.job.readers import numbered_lines, read_pairs, read_vectors, summarize
+from gio_spark.job.stages import StageStore
+
+from .test_job import POOL, TARGET, job, write_text
+
+pytestmark = pytest.mark.spark
+
+ODD = "sp ace %41 #x;y"  # a space, a percent sign that looks like an escape, '#' and ';'
+
+
+@pytest.fixture()
+def target(tmp_path):
+    return write_text(tmp_path, "target", TARGET)
+
+
+@pytest.fixture()
+def stage_log(monkeypatch):
+    """Names of the stages each run_job call computed (not reused), in order."""
+    computed: list[str] = []
+    real = StageStore.run
+
+    def spy(self, name, key, compute):
+        before = len(self.reused)
+        result = real(self, name, key, compute)
+        if len(self.reused) == before:
+            computed.append(name)
+        return result
+
+    monkeypatch.setattr(StageStore, "run", spy)
+    return computed
+
+
+def selected(out):
+    return pd.read_parquet(out / "selected")
+
+
+# 1. stage reuse is keyed by the input files and the package version, not only the config
+
+def test_an_input_replaced_in_place_is_read_again(spark, tmp_path, target, stage_log):
+    train = write_text(tmp_path, "train", POOL)
+    run_job(job(tmp_path, train, target), spark)
+    revised = [(e + " (revised)", d + " (überarbeitet)") for e, d in POOL]
+    write_text(tmp_path, "train", revised)  # same paths, other sentences
+    stage_log.clear()
+    manifest = run_job(job(tmp_path, train, target, if_exists="overwrite"), spark)
+    assert stage_log == ["pairs_train", "embed_train", "quantize_train", "select"]
+    assert set(manifest["stages_reused"]) == {"pairs_target", "embed_target", "quantize_target"}
+    out = selected(tmp_path / "out")
+    assert len(out) == manifest["rows"]["selected"] > 0
+    assert set(zip(out.src, out.tgt)) <= set(revised)
+
+
+def test_another_package_version_recomputes_from_the_read_stage(spark, tmp_path, target, stage_log, monkeypatch):
+    train = write_text(tmp_path, "train", POOL)
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args):
+        raise Stop()
+
+    monkeypatch.setattr(pipeline, "check_counts", stop)  # every later stage hangs off the read stages' keys
+    with pytest.raises(Stop):
+        run_job(job(tmp_path, train, target), spark)
+    assert stage_log == ["pairs_train", "pairs_target"]
+    stage_log.clear()
+    with pytest.raises(Stop):
+        run_job(job(tmp_path, train, target), spark)
+    assert stage_log == []  # same files, same version: both read stages reused
+    monkeypatch.setattr(pipeline, "__version__", "9.9.9")
+    with pytest.raises(Stop):
+        run_job(job(tmp_path, train, target), spark)
+    assert stage_log == ["pairs_train", "pairs_target"]
+
+
+# 2. paths with a space, '%', '#' and ';' in every input format
+
+def test_text_prefix_in_a_folder_with_url_special_characters(spark, tmp_path):
+    folder = tmp_path / ODD
+    folder.mkdir()
+    write_text(folder, f"a {ODD}", POOL[:50])
+    write_text(folder, "b", POOL[50:], gz=True)
+    raw = read_pairs(spark, InputConfig(path=str(folder / "*")), "en", "de", "train")
+    rows = raw.df.toPandas().sort_values("pair_id")
+    assert len(rows) == len(POOL) and rows._skip.isna().all()
+    assert rows.pair_id.tolist() == list(range(50)) + [(1 << 40) + i for i in range(len(POOL) - 50)]
+    assert list(zip(rows.src, rows.tgt)) == POOL
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "parquet", "hf"])
+def test_pair_files_with_url_special_characters(spark, tmp_path, fmt):
+    folder = tmp_path / ODD
+    folder.mkdir()
+    names = ["part1", f"part2 {ODD}"]
+    for name, rows in zip(names, (POOL[:60], POOL[60:])):
+        df = pd.DataFrame(rows, columns=["src", "tgt"])
+        if fmt == "tsv":
+            df.to_csv(folder / f"{name}.tsv", sep="\t", index=False)
+        elif fmt == "parquet":
+            df.to_parquet(folder / f"{name}.parquet")
+        else:
+            pd.DataFrame({"translation": [{"en": e, "de": d} for e, d in rows]}).to_parquet(folder / f"{name}.parquet")
+    raw = read_pairs(spark, InputConfig(path=str(folder), format=fmt), "en", "de", "train")
+    rows = raw.df.toPandas().sort_values("pair_id")
+    assert len(rows) == len(POOL) and rows._skip.isna().all()
+    first_row = 1 if fmt == "tsv" else 0  # TSV rows count the header line
+    assert rows.pair_id.tolist() == [i + first_row for i in range(60)] + [(1 << 40) + i + first_row for i in range(60)]
+    assert list(zip(rows.src, rows.tgt)) == POOL
+
+
+def test_vector_files_with_url_special_characters(spark, tmp_path):
+    folder = tmp_path / ODD
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(["a.parquet", f"b {ODD}.parquet"]):
+        pd.DataFrame({"id": np.arange(i * 10, i * 10 + 10), "features": list(rng.normal(size=(10, 4)))}).to_parquet(folder / name)
+    df, stats = read_vectors(spark, InputConfig(path=str(folder), format="vectors"), "train")
+    assert stats.rows_in == 20 and sorted(r[0] for r in df.select("pair_id").collect()) == list(range(20))
+
+
+def test_lines_are_numbered_across_split_boundaries(spark, tmp_path):
+    lines = [f"line {i} " + "x" * (i % 37) for i in range(4000)]
+    path = tmp_path / f"{ODD}.txt"
+    path.write_text("\n".join(lines) + "\n")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "8192")
+    try:
+        df, counts = numbered_lines(spark, [f"file:{path}"])
+        got = df.select("line", "value").toPandas().sort_values("line")
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    assert counts == [4000]
+    assert got.line.tolist() == list(range(4000)) and got.value.tolist() == lines
+
+
+# 3. every output format is one line per pair on every side, checked before _SUCCESS
+
+SPECIAL = ["a\nnewline", "a\ttab", "a lone\rreturn", "a back\\slash", "two\n\nlines\r\n"]
+
+
+def unescape(text: str) -> str:
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\":
+            out.append({"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def test_text_and_tsv_output_escape_line_breaks_and_tabs(spark, tmp_path, target):
+    pool = [(e + SPECIAL[i % 5], d + SPECIAL[(i + 2) % 5]) for i, (e, d) in enumerate(POOL)]
+    pd.DataFrame(pool, columns=["src", "tgt"]).to_parquet(tmp_path / "pool.parquet")
+    train = {"path": str(tmp_path / "pool.parquet"), "format": "parquet"}
+    out = tmp_path / "out" / "selected"
+
+    manifest = run_job(job(tmp_path, train, target, output_format="text"), spark)
+    n = manifest["rows"]["selected"]
+    en = "".join(p.read_text() for p in sorted((out / "en").glob("part-*"))).split("\n")[:-1]
+    de = "".join(p.read_text() for p in sorted((out / "de").glob("part-*"))).split("\n")[:-1]
+    assert len(en) == len(de) == n > 0
+    pairs = list(zip(map(unescape, en), map(unescape, de)))
+    assert set(pairs) <= set(pool)
+    assert any("\n" in e or "\r" in e for e, _ in pairs)
+
+    manifest = run_job(job(tmp_path, train, target, output_format="tsv", if_exists="overwrite"), spark)
+    assert manifest["stages_reused"] == ["pairs_train", "pairs_target", "embed_train", "embed_target",
+                                         "quantize_train", "quantize_target", "select"]
+    tsv = pd.concat(pd.read_csv(p, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False, dtype=str)
+                    for p in out.glob("part-*"))
+    assert len(tsv) == n and list(tsv.columns) == ["pair_id", "src", "tgt"]
+    assert set(zip(tsv.src.map(unescape), tsv.tgt.map(unescape))) == set(pairs)
+
+
+def test_output_check_counts_both_sides(spark, tmp_path):
+    cfg = job(tmp_path, "t", "d", output_format="text")
+    for lang, lines in (("en", "a\nb\nc\n"), ("de", "x\ny\n")):
+        (tmp_path / "sel" / lang).mkdir(parents=True)
+        (tmp_path / "sel" / lang / "part-00000.txt").write_text(lines)
+    with pytest.raises(RuntimeError, match=r"wrote \{'en': 3, 'de': 2\} lines, the chosen clusters hold 3 pairs"):
+        verify_output(spark, cfg, str(tmp_path / "sel"), 3)
+    (tmp_path / "tsv").mkdir()
+    (tmp_path / "tsv" / "part-0.csv").write_text("pair_id\tsrc\ttgt\n1\ta\tb\n2\tc\n3\td\te\tf\n4\tg\th\n")
+    with pytest.raises(RuntimeError, match=r"wrote 4 rows \(4 distinct pair ids, 2 malformed\)"):
+        verify_output(spark, job(tmp_path, "t", "d", output_format="tsv"), str(tmp_path / "tsv"), 4)
+
+
+# 6. what the counts rule out is refused before embedding
+
+def test_count_checks_come_before_embedding(spark, tmp_path, monkeypatch):
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("embedding started")
+
+    monkeypatch.setattr(pipeline, "embed_pairs_df", no_embedding)
+    train = write_text(tmp_path, "train", POOL)
+    small = write_text(tmp_path, "small", TARGET[:4])
+    with pytest.raises(UserError, match=r"target has 4 usable pairs; .*k=5 needs at least 6"):
+        run_job(job(tmp_path, train, small), spark)
+    target = write_text(tmp_path, "target", TARGET)
+    with pytest.raises(UserError, match=r"train: .* 120 rows is over quantize\.max_direct_rows=100"):
+        run_job(job(tmp_path, train, target, quantize={"enabled": False, "max_direct_rows": 100}), spark)
+
+
+# 7. line ends, blank lines, internal columns
+
+def test_a_lone_carriage_return_stays_inside_its_line(spark, tmp_path):
+    en = ["one\rhalf", "two", "three\r"]
+    de = ["eins", "zwei\rhalb", "drei"]
+    (tmp_path / "cr.en").write_bytes("".join(s + "\r\n" for s in en).encode())  # Windows line ends
+    (tmp_path / "cr.de").write_bytes("".join(s + "\n" for s in de).encode())
+    rows = read_pairs(spark, InputConfig(path=str(tmp_path / "cr")), "en", "de", "t").df.toPandas().sort_values("pair_id")
+    assert list(zip(rows.src, rows.tgt)) == list(zip(en, de))
+
+
+def test_a_tsv_ending_in_a_blank_line_is_read(spark, tmp_path):
+    (tmp_path / "t.tsv").write_text("src\ttgt\n" + "".join(f"{e}\t{d}\n" for e, d in POOL[:10]) + "\n")
+    raw = read_pairs(spark, InputConfig(path=str(tmp_path / "t.tsv"), format="tsv"), "en", "de", "t")
+    stats = summarize(raw.df, raw, False, "t")
+    assert stats.rows_kept == 10 and stats.skipped == {"empty_line": 1}
+
+
+def test_missing_parquet_column_lists_only_the_files_columns(spark, tmp_path):
+    pd.DataFrame(POOL, columns=["english", "german"]).assign(_note="n").to_parquet(tmp_path / "p.parquet")
+    with pytest.raises(UserError, match=r"no column 'src' in .*p\.parquet \(columns: english, german, _note\)$"):
+        read_pairs(spark, InputConfig(path=str(tmp_path / "p.parquet"), format="parquet"), "en", "de", "t")
+    raw = read_pairs(spark, InputConfig(path=str(tmp_path / "p.parquet"), format="parquet", src_col="english",
+                                        tgt_col="german"), "en", "de", "t")
+    assert raw.df.columns == ["pair_id", "src", "tgt", "english", "german", "_note", "_skip"]
+
+
+# 5. one line and exit 2 instead of a traceback
+
+def run_cli(capsys, *args):
+    code = main(["run", "--src-lang", "en", "--tgt-lang", "de", *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not gzip"])
+def test_corrupt_gz_input_is_one_line(spark, tmp_path, target, capsys, damage):
+    write_text(tmp_path, "train", POOL, gz=True)
+    path = tmp_path / "train.de.gz"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"plain text, not gzip\n")
+    err = run_cli(capsys, "--train", str(tmp_path / "train"), "--target", target, "--output", str(tmp_path / "out"))
+    assert f"train: cannot read {path} (" in err and "corrupt or truncated" in err
+
+
+def test_output_that_is_a_file_is_one_line(tmp_path, target, capsys):
+    (tmp_path / "taken").write_text("x")
+    err = run_cli(capsys, "--train", target, "--target", target, "--output", str(tmp_path / "taken"))
+    assert f"output {tmp_path / 'taken'} is an existing file, not a folder" in err
+    err = run_cli(capsys, "--train", target, "--target", target, "--output", str(tmp_path / "taken" / "sub"))
+    assert f"lies under {tmp_path / 'taken'}, which is an existing file" in err
+
+
+def test_output_and_inputs_must_be_apart(tmp_path, target, capsys):
+    (tmp_path / "data").mkdir()
+    pd.DataFrame(POOL, columns=["src", "tgt"]).to_parquet(tmp_path / "data" / "p.parquet")
+    args = ["--train", str(tmp_path / "data"), "--train-format", "parquet", "--target", target]
+    err = run_cli(capsys, *args, "--output", str(tmp_path / "data" / "out"))
+    assert f"output {tmp_path / 'data' / 'out'} is inside the train input {tmp_path / 'data'}" in err
+    assert not (tmp_path / "data" / "out").exists()
+    previous = tmp_path / "prev" / "selected"  # a former selection read back into the same output
+    err = run_cli(capsys, "--train", str(previous), "--train-format", "parquet", "--target", target,
+                  "--output", str(tmp_path / "prev"))
+    assert f"train input {previous} lies in {previous}, which this run rewrites" in err
+
+
+def test_credentials_in_a_uri_are_refused_without_repeating_them(tmp_path, target, capsys):
+    err = run_cli(capsys, "--train", "s3a://AKIAEXAMPLEKEY:wJalrSECRETexample@bucket/in/train", "--target", target,
+                  "--output", str(tmp_path / "out"))
+    assert "train.path: s3a://***@bucket/in/train holds credentials" in err
+    assert "AKIAEXAMPLEKEY" not in err and "SECRET" not in err
+
+
+def test_unreachable_s3_endpoint_is_one_line(tmp_path, target, capsys, monkeypatch):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_MAX_ATTEMPTS": "1",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+        monkeypatch.setenv(key, value)
+    err = run_cli(capsys, "--train", "s3a://gio/in/train", "--target", target, "--output", str(tmp_path / "out"))
+    assert f"cannot reach the S3 endpoint http://127.0.0.1:{port} (for s3a://gio/in/train" in err

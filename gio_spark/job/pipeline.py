@@ -1,6 +1,7 @@
 """The job end to end: read -> embed -> quantize -> select -> explode -> write."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -10,7 +11,7 @@ from typing import Any
 from ..errors import UserError
 from ..gio import knn_kl, select
 from . import storage
-from .config import JobConfig
+from .config import JobConfig, language_warning
 from .embed import embed_pairs_df
 from .manifest import package_versions, write_report
 from .progress import spark_progress
@@ -27,7 +28,9 @@ TMP_DIR = "_tmp"  # selected pairs are written here, then moved into place
 
 def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
     """Run the whole job; returns the manifest (also written to ``<output>/manifest.json``)."""
-    cfg.validate()
+    warning = language_warning(cfg)
+    if warning:
+        log.warning(warning)
     started = time.perf_counter()
     out = cfg.output
     done_marker = storage.join(out, SUCCESS)
@@ -101,7 +104,7 @@ def check_inputs_exist(cfg: JobConfig) -> None:
 
 def _result_affecting(embedding) -> dict:
     """The embedding settings that change the vectors (partitioning does not)."""
-    values = dict(vars(embedding))
+    values = dataclasses.asdict(embedding)
     values.pop("rows_per_partition")
     return values
 

@@ -200,3 +200,32 @@ def test_gio_core_options_are_validated_by_type():
         GIOConfig.from_dict({"max_iters": 3})
     with pytest.raises(ValueError, match="uniform_low"):
         GIOConfig(uniform_low=1.0, uniform_high=0.0)
+
+
+def test_text_input_named_by_a_file_gets_the_prefix_hint(tmp_path, capsys):
+    (tmp_path / "pool.en").write_text("a\n")
+    (tmp_path / "pool.de").write_text("b\n")
+    code = main(["run", "--train", str(tmp_path / "pool.en"), "--target", str(tmp_path / "pool"),
+                 "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(f"gio-spark: error: train: no file matches {tmp_path}/pool.en.en or ")
+    assert err[0].endswith(f"text inputs are prefixes (files PREFIX.en and PREFIX.de): did you mean --train {tmp_path}/pool?")
+
+
+def test_skip_with_another_config_names_the_keys(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["run", "--train", "t", "--target", "d", "--output", str(out), "--if-exists", "skip"]
+    assert main([*args, "--print-config"]) == 0
+    saved = json.loads(capsys.readouterr().out)
+    out.mkdir()
+    manifest = {"config": saved, "output": str(out / "selected"), "rows": {"selected": 3, "train_kept": 9}}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "_SUCCESS").write_text("{}")
+    assert main([*args, "--if-exists", "skip"]) == 0  # the same config: the earlier run is the answer
+    assert "selected pairs" in capsys.readouterr().out
+    code = main([*args, "--k", "70", "--set", "gio.lr=0.5", "--set", "embedding.rows_per_partition=10"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "holds a complete run made with another config (gio.lr: 0.01 -> 0.5; quantize.k: 1500 -> 70)" in err[0]
+    assert "--if-exists overwrite" in err[0]

@@ -89,6 +89,8 @@ def test_resume_reuses_finished_stages(spark, tmp_path):
     assert len(changed["selection"]["selected_indices"]) <= 2
     skipped = run_job(job(tmp_path, train, target, if_exists="skip", gio={"max_iter": 2}), spark)
     assert skipped == changed
+    with pytest.raises(UserError, match=r"another config \(gio\.max_iter: 2 -> 3; quantize\.seed: 3 -> 4\)"):
+        run_job(job(tmp_path, train, target, if_exists="skip", gio={"max_iter": 3}, quantize={"seed": 4}), spark)
     assert first["rows"]["train_kept"] == changed["rows"]["train_kept"]
 
 

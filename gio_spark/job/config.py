@@ -8,6 +8,7 @@ is a :class:`UserError` of one line naming the dotted key and what it accepts.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, Optional
@@ -223,3 +224,29 @@ def language_warning(cfg: JobConfig) -> Optional[str]:
         f"embedding.side={cfg.embedding.side} embeds {' and '.join(foreign)} with {cfg.embedding.model}, "
         f"an English-only model: the selection will be poor; {fix}"
     )
+
+
+# keys that do not change what a run writes
+NOT_IN_RESULT = frozenset({"if_exists", "spark_master", "embedding.rows_per_partition"})
+
+
+def _flat(values: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(values, dict):
+        return {prefix: values}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def config_changes(saved: dict[str, Any], cfg: JobConfig) -> list[str]:
+    """``key: old -> new`` for each result-affecting key where ``cfg`` differs from a saved
+    ``to_dict()`` (as a manifest holds it)."""
+    old = _flat(saved)
+    new = _flat(json.loads(json.dumps(cfg.to_dict())))
+    missing = object()
+    return [
+        f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}".replace(repr(missing), "(absent)")
+        for key in sorted(set(old) | set(new))
+        if key not in NOT_IN_RESULT and old.get(key, missing) != new.get(key, missing)
+    ]

@@ -64,6 +64,8 @@ def load_model(name: str, device: str, max_seq_length: Optional[int] = None):
         if Path(resolved).is_dir():
             # a local model needs no hub calls; set before huggingface_hub reads it at import
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        # no model-loading progress bars in executor logs (read at import by huggingface_hub)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         import torch
         from sentence_transformers import SentenceTransformer
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from ..errors import UserError
 from ..gio import knn_kl, select
+from ..logs import quiet_spark
 from . import storage
-from .config import JobConfig, language_warning
+from .config import JobConfig, config_changes, language_warning
 from .embed import embed_pairs_df
 from .manifest import package_versions, write_report
 from .progress import spark_progress
@@ -38,11 +39,20 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
         if cfg.if_exists == "fail":
             raise UserError(f"{out} already holds a complete run; pass --if-exists skip or overwrite")
         if cfg.if_exists == "skip":
-            log.info("%s already holds a complete run; skipping (if_exists=skip)", out)
-            return json.loads(storage.read_text(storage.join(out, "manifest.json")))
+            manifest = json.loads(storage.read_text(storage.join(out, "manifest.json")))
+            changes = config_changes(manifest.get("config", {}), cfg)
+            if changes:
+                raise UserError(
+                    f"{out} holds a complete run made with another config ({'; '.join(changes)}); pass "
+                    "--if-exists overwrite to recompute what changed (finished stages are reused) or another --output"
+                )
+            log.info("%s already holds a complete run with this config; skipping (if_exists=skip)", out)
+            return manifest
         storage.delete(done_marker)  # overwrite: never look complete while rewriting
     check_inputs_exist(cfg)
-    spark = spark or get_spark(cfg.spark_master)
+    if spark is None:  # a session this package owns: quiet its routine warnings
+        spark = get_spark(cfg.spark_master)
+        quiet_spark(spark)
     stages = StageStore(spark, out)
     vectors = cfg.train.format == "vectors"
 
@@ -74,7 +84,7 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
         stages.fs.delete(tmp_root)
     tmp = storage.join(tmp_root, f"selected-{uuid.uuid4().hex[:8]}")
     t = time.perf_counter()
-    with spark_progress(spark, "write"):
+    with spark_progress(spark, "write", total_rows=selection["pairs_selected"]):
         written = _explode_and_write(spark, stages, cfg, selection, tmp, vectors)
     stages.fs.move(storage.spark_uri(tmp), storage.spark_uri(storage.join(out, "selected")))
     stages.fs.delete(tmp_root)
@@ -95,11 +105,22 @@ def check_inputs_exist(cfg: JobConfig) -> None:
     for side in ("train", "target"):
         inp = getattr(cfg, side)
         if inp.format == "text":
-            candidates = [f"{inp.path}.{lang}{gz}" for lang in (cfg.src_lang,) for gz in ("", ".gz")]
+            candidates = [f"{inp.path}.{cfg.src_lang}{gz}" for gz in ("", ".gz")]
         else:
             candidates = [inp.path]
         if not any(storage.any_match(c) for c in candidates):
-            raise UserError(f"{side}: no file matches {' or '.join(candidates)}")
+            hint = _prefix_hint(side, inp.path, cfg) if inp.format == "text" else ""
+            raise UserError(f"{side}: no file matches {' or '.join(candidates)}{hint}")
+
+
+def _prefix_hint(side: str, path: str, cfg: JobConfig) -> str:
+    """Text inputs are prefixes; a path that names one language's file gets the prefix to use."""
+    text = f"; text inputs are prefixes (files PREFIX.{cfg.src_lang} and PREFIX.{cfg.tgt_lang})"
+    for lang in (cfg.src_lang, cfg.tgt_lang):
+        for suffix in (f".{lang}", f".{lang}.gz"):
+            if path.endswith(suffix) and len(path) > len(suffix):
+                return f"{text}: did you mean --{side} {path[: -len(suffix)]}?"
+    return text
 
 
 def _result_affecting(embedding) -> dict:
@@ -116,12 +137,15 @@ def _stage_read(spark, stages: StageStore, cfg: JobConfig, side: str, key: str) 
     path = stages.data(f"pairs_{side}")
 
     def compute() -> dict:
-        with spark_progress(spark, f"read {side}"):
+        with spark_progress(spark, f"read {side}") as progress:
             if inp.format == "vectors":
                 df, stats = read_vectors(spark, inp, side)
+                progress.set_total(stats.rows_in)
                 df.write.parquet(path)
             else:
                 raw = read_pairs(spark, inp, cfg.src_lang, cfg.tgt_lang, side)
+                if raw.rows is not None:
+                    progress.set_total(raw.rows)
                 raw.df.write.parquet(path)
                 stats = summarize(spark.read.parquet(path), raw, cfg.allow_undecodable, side)
         return stats.to_dict()
@@ -136,9 +160,9 @@ def _pairs(spark, stages: StageStore, side: str):
 def _stage_embed(spark, stages: StageStore, cfg: JobConfig, side: str, key: str, rows: int) -> dict:
     def compute() -> dict:
         pairs = _pairs(spark, stages, side)
-        parts = max(spark.sparkContext.defaultParallelism, -(-rows // cfg.embedding.rows_per_partition))
+        parts = embed_partitions(rows, cfg.embedding.rows_per_partition, spark.sparkContext.defaultParallelism)
         pairs = pairs.repartition(parts)
-        with spark_progress(spark, f"embed {side}"):
+        with spark_progress(spark, f"embed {side}", total_rows=rows):
             embed_pairs_df(pairs, cfg.embedding).write.parquet(stages.data(f"embed_{side}"))
         written = spark.read.parquet(stages.data(f"embed_{side}")).count()
         if written != rows:
@@ -146,6 +170,13 @@ def _stage_embed(spark, stages: StageStore, cfg: JobConfig, side: str, key: str,
         return {"rows": rows, "model": cfg.embedding.model, "side": cfg.embedding.side, "partitions": parts}
 
     return stages.run(f"embed_{side}", key, compute)
+
+
+def embed_partitions(rows: int, rows_per_partition: int, parallelism: int) -> int:
+    """Partitions of about ``rows_per_partition`` rows, a multiple of the parallelism (no
+    half-empty last wave); each finished one advances the progress by its share of rows."""
+    waves = -(-max(rows, 1) // (rows_per_partition * parallelism))
+    return max(1, parallelism) * waves
 
 
 def _embeddings(spark, stages: StageStore, side: str, vectors: bool):
@@ -160,7 +191,8 @@ def _stage_quantize(spark, stages: StageStore, cfg: JobConfig, side: str, key: s
 
     def compute() -> dict:
         emb = _embeddings(spark, stages, side, vectors)
-        with spark_progress(spark, f"quantize {side}"):
+        iterations = cfg.quantize.max_iter if cfg.quantize.enabled else None
+        with spark_progress(spark, f"quantize {side}", max_iter=iterations):
             if cfg.quantize.enabled:
                 q: Quantized = kmeans(emb, cfg.quantize, rows, side, seed_offset=offset)
             else:
@@ -172,6 +204,7 @@ def _stage_quantize(spark, stages: StageStore, cfg: JobConfig, side: str, key: s
         return {
             "rows": rows, "clusters": int(len(q.centroids)), "k_requested": q.k_requested,
             "empty_clusters": int((q.sizes == 0).sum()), "quantized": cfg.quantize.enabled,
+            "kmeans_iterations": q.iterations,
         }
 
     return stages.run(name, key, compute)
@@ -186,8 +219,15 @@ def _select(stages: StageStore, cfg: JobConfig) -> dict:
             f"target has {target.shape[0]} clusters; GIO's k-NN estimator with k={cfg.gio.k} needs at least "
             f"{cfg.gio.k + 1} (add target pairs or lower gio.k)"
         )
+    unit = "clusters" if cfg.quantize.enabled else "pairs"
+    log.info("select: GIO on %d pool %s against %d target %s, at most %d iterations (stop criterion: %s)",
+             len(train), unit, len(target), unit, cfg.gio.max_iter, cfg.gio.stop_criterion)
     result = select(train, target, config=cfg.gio)
     chosen = result.chosen_indices
+    log.info("select: %d / %d iterations, stop: %s; %d of %d pool pairs in %d of %d %s; relaxed KL estimate "
+             "%.2f -> %.2f (k-NN KL estimates can be negative: see the report)", result.iterations,
+             cfg.gio.max_iter, result.stop_reason, int(sizes[chosen].sum()) if len(chosen) else 0, int(sizes.sum()),
+             len(chosen), len(train), unit, result.initial_kl, result.final_kl)
     out = result.to_dict()
     out["chosen_clusters"] = [int(c) for c in chosen]
     out["chosen_cluster_sizes"] = [int(sizes[c]) for c in chosen]

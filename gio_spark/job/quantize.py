@@ -25,6 +25,7 @@ class Quantized:
     sizes: np.ndarray  # [K] rows per cluster
     assignments: DataFrame  # [pair_id, cluster]
     k_requested: int
+    iterations: int = 0  # k-means iterations run (0 without k-means)
 
 
 def effective_k(requested: int, rows: int, name: str) -> int:
@@ -53,8 +54,11 @@ def kmeans(embeddings: DataFrame, cfg: QuantizeConfig, rows: int, name: str, see
     sizes = np.zeros(len(centroids), dtype=np.int64)
     for row in assignments.groupBy("cluster").count().collect():
         sizes[row["cluster"]] = row["count"]
-    log.info("%s: %d rows in %d clusters (largest %d, empty %d)", name, rows, len(centroids), sizes.max(), int((sizes == 0).sum()))
-    return Quantized(centroids=centroids, sizes=sizes, assignments=assignments, k_requested=cfg.k)
+    iterations = int(model.summary.numIter) if model.hasSummary else 0
+    log.info("%s: %d rows in %d clusters (largest %d, empty %d) after %d of at most %d k-means iterations", name,
+             rows, len(centroids), sizes.max(), int((sizes == 0).sum()), iterations, cfg.max_iter)
+    return Quantized(centroids=centroids, sizes=sizes, assignments=assignments, k_requested=cfg.k,
+                     iterations=iterations)
 
 
 def rows_as_clusters(embeddings: DataFrame, rows: int, limit: int, name: str, spark) -> Quantized:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Optional
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -49,6 +50,7 @@ class RawPairs:
     tgt_files: list[str]
     unit: str  # what a row number counts in error messages: "line" or "row"
     tsv_width: int = 0
+    rows: Optional[int] = None  # input rows, when known before the pass that writes them
 
 
 def _files(spark: SparkSession, pattern: str, what: str) -> list[str]:
@@ -144,7 +146,7 @@ def read_text_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, name:
         _pair_id("file_ordinal", "line"), "src", "tgt",
         _skip_reason((_invalid_utf8("src") | _invalid_utf8("tgt"), UNDECODABLE), (_blank("src") | _blank("tgt"), "empty_pair")),
     )
-    return RawPairs(df, src_files, tgt_files, "line")
+    return RawPairs(df, src_files, tgt_files, "line", rows=sum(src_counts))
 
 
 def _files_for_lang(spark, prefix: str, lang: str, name: str) -> list[str]:
@@ -205,7 +207,8 @@ def read_tsv_pairs(spark, inp: InputConfig, name: str) -> RawPairs:
             (_blank(src) | _blank(tgt), "empty_pair"),
         ),
     )
-    return RawPairs(df, files, files, "line", tsv_width=width)
+    rows = sum(counts) - (len(files) if inp.header else 0)
+    return RawPairs(df, files, files, "line", tsv_width=width, rows=rows)
 
 
 def _parquet_with_rows(spark, inp: InputConfig, name: str):
@@ -242,7 +245,7 @@ def read_parquet_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, na
         _pair_id("file_ordinal", "_row"), src.cast("string").alias("src"), tgt.cast("string").alias("tgt"), *extra,
         _skip_reason((src.isNull() | tgt.isNull(), "null_pair"), (_blank(src.cast("string")) | _blank(tgt.cast("string")), "empty_pair")),
     )
-    return RawPairs(df, files, files, "row")
+    return RawPairs(df, files, files, "row", rows=spark.read.parquet(*files).count())  # from file footers
 
 
 def read_vectors(spark, inp: InputConfig, name: str):

@@ -19,20 +19,23 @@ def test_rows_done_rate_and_job_description(spark, caplog):
     from pyspark.sql import functions as F
     from pyspark.sql.functions import udf
 
-    @udf("string")
-    def slow_description(x):
-        import time
-
-        from pyspark import TaskContext
-
-        time.sleep(0.5)
-        return TaskContext.get().getLocalProperty("spark.job.description")
-
-    df = spark.range(0, 8, numPartitions=8)
     with caplog.at_level(logging.INFO, logger="gio_spark.progress"):
-        with spark_progress(spark, "test rows", every_s=0.2, total_rows=8) as progress:
+        with spark_progress(spark, "test rows", every_s=0.2, total_rows=8, count_rows=True) as progress:
+            counter = progress.counter
+
+            @udf("string")
+            def slow_description(x):
+                import time
+
+                from pyspark import TaskContext
+
+                time.sleep(0.5)
+                counter.add(1)
+                return TaskContext.get().getLocalProperty("spark.job.description")
+
+            df = spark.range(0, 8, numPartitions=8)
             seen = df.select(slow_description(F.col("id")).alias("d")).collect()
-        assert progress.rows_done() == (8, 8)
+        assert progress.rows_done() == 8
     assert {r["d"] for r in seen} == {"gio-spark: test rows"}
     assert spark.sparkContext.getLocalProperty("spark.job.description") is None
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("test rows:")]
@@ -40,17 +43,18 @@ def test_rows_done_rate_and_job_description(spark, caplog):
     assert done == sorted(done) and done[-1] == 8
     assert any(0 < d < 8 for d in done), lines  # seen part-way, with a rate and an ETA
     assert any("rows/s, ETA" in line for line in lines), lines
+    assert any("Spark tasks" in line for line in lines), lines  # before the first task finished
     assert re.match(r"test rows: done in \d+ s, 8 / 8 rows \(100%\), [\d.,]+ rows/s$", lines[-1]), lines[-1]
 
 
-def test_rows_of_the_job_after_the_total_is_known(spark):
-    with spark_progress(spark, "two jobs", every_s=60) as progress:
-        spark.range(0, 100, numPartitions=4).count()  # e.g. counting lines first
-        assert progress.rows_done() is None
-        progress.set_total(50)
-        assert progress.rows_done() is None  # the row job has not started
-        spark.range(0, 50, numPartitions=5).count()
-        assert progress.rows_done() == (50, 50)
+def test_a_stage_without_a_counter_shows_its_total(spark, caplog):
+    with caplog.at_level(logging.INFO, logger="gio_spark.progress"):
+        with spark_progress(spark, "reading", every_s=60) as progress:
+            spark.range(0, 100, numPartitions=4).count()  # e.g. counting lines first
+            progress.set_total(50)
+            assert progress.rows_done() is None
+            assert re.match(r"reading: \d+ s, 50 rows, no Spark tasks running$", progress.describe())
+    assert re.match(r"reading: done in \d+ s, 50 / 50 rows \(100%\), [\d.,]+ rows/s$", caplog.records[-1].getMessage())
 
 
 def test_kmeans_iterations_are_counted(spark, caplog):

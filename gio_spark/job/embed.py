@@ -178,8 +178,9 @@ def _fail_once_hook() -> bool:
     return spec is not None and ctx.attemptNumber() == 0 and str(ctx.partitionId()) == spec
 
 
-def make_embed_udf(cfg: EmbeddingConfig):
-    """An iterator pandas UDF: (text[, text]) -> array<float>."""
+def make_embed_udf(cfg: EmbeddingConfig, counter=None):
+    """An iterator pandas UDF: (text[, text]) -> array<float>. ``counter``, an accumulator,
+    gets the rows each task embedded (merged on the driver when the task succeeds)."""
     from pyspark.sql.functions import pandas_udf
 
     if cfg.side == "both":
@@ -192,6 +193,8 @@ def make_embed_udf(cfg: EmbeddingConfig):
                 if fail and i == 1:
                     raise RuntimeError(f"injected failure ({FAIL_ONCE_PROPERTY})")
                 yield embed_batch(model, cfg, src, tgt)
+                if counter is not None:
+                    counter.add(len(src))
 
         return embed_pairs
 
@@ -203,15 +206,18 @@ def make_embed_udf(cfg: EmbeddingConfig):
             if fail and i == 1:
                 raise RuntimeError(f"injected failure ({FAIL_ONCE_PROPERTY})")
             yield embed_batch(model, cfg, texts, None)
+            if counter is not None:
+                counter.add(len(texts))
 
     return embed_side
 
 
-def embed_pairs_df(pairs, cfg: EmbeddingConfig):
-    """DataFrame[pair_id, embedding] from DataFrame[pair_id, src, tgt, ...]."""
+def embed_pairs_df(pairs, cfg: EmbeddingConfig, counter=None):
+    """DataFrame[pair_id, embedding] from DataFrame[pair_id, src, tgt, ...]; ``counter`` as in
+    :func:`make_embed_udf`."""
     from pyspark.sql import functions as F
 
-    udf = make_embed_udf(cfg)
+    udf = make_embed_udf(cfg, counter)
     if cfg.side == "both":
         col = udf(F.col("src"), F.col("tgt"))
     else:

@@ -50,9 +50,13 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
             return manifest
         storage.delete(done_marker)  # overwrite: never look complete while rewriting
     check_inputs_exist(cfg)
-    if spark is None:  # a session this package owns: quiet its routine warnings
+    if spark is None:
+        from pyspark.sql import SparkSession
+
+        owned = SparkSession.getActiveSession() is None
         spark = get_spark(cfg.spark_master)
-        quiet_spark(spark)
+        if owned:  # a session this package created: quiet its routine warnings
+            quiet_spark(spark)
     stages = StageStore(spark, out)
     vectors = cfg.train.format == "vectors"
 
@@ -162,8 +166,8 @@ def _stage_embed(spark, stages: StageStore, cfg: JobConfig, side: str, key: str,
         pairs = _pairs(spark, stages, side)
         parts = embed_partitions(rows, cfg.embedding.rows_per_partition, spark.sparkContext.defaultParallelism)
         pairs = pairs.repartition(parts)
-        with spark_progress(spark, f"embed {side}", total_rows=rows):
-            embed_pairs_df(pairs, cfg.embedding).write.parquet(stages.data(f"embed_{side}"))
+        with spark_progress(spark, f"embed {side}", total_rows=rows, count_rows=True) as progress:
+            embed_pairs_df(pairs, cfg.embedding, progress.counter).write.parquet(stages.data(f"embed_{side}"))
         written = spark.read.parquet(stages.data(f"embed_{side}")).count()
         if written != rows:
             raise RuntimeError(f"{side}: embedded {written} pairs, expected {rows}")
@@ -174,7 +178,7 @@ def _stage_embed(spark, stages: StageStore, cfg: JobConfig, side: str, key: str,
 
 def embed_partitions(rows: int, rows_per_partition: int, parallelism: int) -> int:
     """Partitions of about ``rows_per_partition`` rows, a multiple of the parallelism (no
-    half-empty last wave); each finished one advances the progress by its share of rows."""
+    half-empty last wave); the progress advances as each one finishes."""
     waves = -(-max(rows, 1) // (rows_per_partition * parallelism))
     return max(1, parallelism) * waves
 

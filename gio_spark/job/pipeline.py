@@ -14,12 +14,14 @@ from ..logs import quiet_spark
 from . import storage
 from .config import JobConfig, config_changes, language_warning
 from .embed import embed_pairs_df
-from .manifest import package_versions, write_report
+from .manifest import package_versions
+from .report import render_report
 from .progress import spark_progress
 from .quantize import Quantized, kmeans, rows_as_clusters
 from .readers import kept_pairs, read_pairs, read_vectors, summarize
 from .session import get_spark
 from .stages import StageStore, digest
+from .summary import example_ranks, nearest_distances, nearest_other_distances, selection_summary
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +96,13 @@ def run_job(cfg: JobConfig, spark=None) -> dict[str, Any]:
     stages.fs.delete(tmp_root)
     stages.timings["write"] = time.perf_counter() - t
 
-    manifest = _manifest(cfg, inputs, quant, selection, written, stages, time.perf_counter() - started)
+    t = time.perf_counter()
+    with spark_progress(spark, "report"):
+        summary, figure = _summary_and_report(spark, stages, cfg, selection, vectors)
+    stages.timings["report"] = time.perf_counter() - t
+    manifest = _manifest(cfg, inputs, quant, selection, summary, written, stages, time.perf_counter() - started)
     storage.write_text(storage.join(out, "manifest.json"), json.dumps(manifest, indent=1))
-    train_sizes = stages.read_npy("quantize_train", "sizes.npy")
-    storage.write_bytes(storage.join(out, "report.png"), write_report(selection, train_sizes))
+    storage.write_bytes(storage.join(out, "report.png"), figure)
     storage.write_text(done_marker, json.dumps({"rows": written["rows_out"]}))
     log.info("wrote %d selected pairs to %s (manifest %s, report %s)", written["rows_out"],
              storage.join(out, "selected"), storage.join(out, "manifest.json"), storage.join(out, "report.png"))
@@ -275,9 +280,57 @@ def _explode_and_write(spark, stages: StageStore, cfg: JobConfig, selection: dic
     return {"rows_out": rows}
 
 
-def _manifest(cfg, inputs, quant, selection, written, stages: StageStore, seconds: float) -> dict:
+def _summary_and_report(spark, stages: StageStore, cfg: JobConfig, selection: dict, vectors: bool) -> tuple[dict, bytes]:
+    """The manifest's summary and report.png: from the centroids on the driver, plus example
+    pairs of a few chosen clusters."""
+    sizes = stages.read_npy("quantize_train", "sizes.npy")
+    train = stages.read_npy("quantize_train", "centroids.npy")
+    target = stages.read_npy("quantize_target", "centroids.npy")
+    distances = nearest_distances(train, target)
+    examples = _examples(spark, stages, selection, vectors)
+    summary = selection_summary(selection, sizes, distances, examples, cfg.quantize.enabled, cfg.gio.max_iter)
+    figure = render_report(summary, selection, sizes, distances, nearest_other_distances(target))
+    return summary, figure
+
+
+def _examples(spark, stages: StageStore, selection: dict, vectors: bool, per_cluster: int = 2) -> list[dict]:
+    """Two pairs of each of the first and last chosen clusters: their ids from the assignments
+    of just those clusters, then the pairs by id (two small jobs, nothing large collected)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    chosen, sizes = selection["chosen_clusters"], selection["chosen_cluster_sizes"]
+    ranks = example_ranks(len(chosen))
+    if not ranks:
+        return []
+    wanted = [int(chosen[r]) for r in ranks]
+    spread = Window.partitionBy("cluster").orderBy(F.xxhash64("pair_id"), "pair_id")
+    picked = (
+        spark.read.parquet(stages.data("quantize_train"))
+        .filter(F.col("cluster").isin(wanted))
+        .withColumn("_n", F.row_number().over(spread))
+        .filter(F.col("_n") <= per_cluster)
+        .select("pair_id", "cluster")
+        .collect()
+    )
+    ids = [int(r["pair_id"]) for r in picked]
+    texts = {}
+    if not vectors and ids:
+        rows = _pairs(spark, stages, "train").filter(F.col("pair_id").isin(ids)).select("pair_id", "src", "tgt").collect()
+        texts = {int(r["pair_id"]): {"src": r["src"], "tgt": r["tgt"]} for r in rows}
+    by_cluster: dict[int, list[dict]] = {}
+    for r in sorted(picked, key=lambda r: int(r["pair_id"])):
+        by_cluster.setdefault(int(r["cluster"]), []).append({"pair_id": int(r["pair_id"]), **texts.get(int(r["pair_id"]), {})})
+    return [
+        {"rank": r + 1, "cluster": int(chosen[r]), "pairs": int(sizes[r]), "examples": by_cluster.get(int(chosen[r]), [])}
+        for r in ranks
+    ]
+
+
+def _manifest(cfg, inputs, quant, selection, summary, written, stages: StageStore, seconds: float) -> dict:
     return {
         "output": storage.join(cfg.output, "selected"),
+        "summary": summary,
         "output_format": cfg.output_format,
         "config": cfg.to_dict(),
         "versions": package_versions(),

@@ -6,6 +6,7 @@ and an unknown option is an error.
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
@@ -83,8 +84,6 @@ class GIOConfig:
         return self.resets_allowed or self.stop_criterion == "max_resets"
 
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return asdict(self)
 
     @classmethod

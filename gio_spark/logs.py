@@ -26,6 +26,22 @@ WORKER_ENV = {
 }
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is when a record comes (it may have
+    been replaced since, e.g. by a test's capture)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 class _Formatter(logging.Formatter):
     """``12:00:01 gio-spark: message`` for the package, ``12:00:01 [logger] LEVEL message`` else."""
 
@@ -42,7 +58,7 @@ class _Formatter(logging.Formatter):
 
 def configure(verbose: bool = False) -> None:
     """Set up logging for a command-line run (also quiets third-party Python noise)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_Formatter())
     handler.set_name(HANDLER_NAME)
     root = logging.getLogger()

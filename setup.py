@@ -14,6 +14,7 @@ setup(
         "numpy>=1.24",
         "jax>=0.4.30",
         "pyyaml>=6",
+        "pydantic>=2",
         "pandas>=1.5",
         "pyarrow>=14",
         "matplotlib>=3.7",

@@ -5,53 +5,54 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 import numpy as np
 
+from . import __version__
 from .errors import UserError
+
+DESCRIPTION = (
+    "Select, from a large pool of training pairs, the subset that best matches a target sample, "
+    "with Gradient Information Optimization (GIO). 'run' is the Spark job (read, embed, k-means, "
+    "select, write); 'select-vectors' runs GIO on precomputed vectors in .npy files."
+)
+SELECT_VECTORS_EPILOG = (
+    "Defaults are those of the reference GIOKL.fit (v_init mean, max_iter 100). The Spark job "
+    "(gio-spark run) defaults to v_init prev_opt and max_iter 1500 instead."
+)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line, ``gio-spark: error: ...``, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"gio-spark: error: {message} (see {self.prog} --help)\n")
 
 
 def _kebab(name: str) -> str:
     return name.replace("_", "-")
 
 
-def _parse_bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _parse_scale(text: str) -> Any:
-    return text if text == "auto" else float(text)
-
-
-def add_gio_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
-    """One ``--kebab-case`` option per GIOConfig field; unset options keep the defaults."""
+def add_gio_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--kebab-case`` option per GIOConfig field, taken as text and converted by the
+    field's type; unset options keep the defaults."""
     from .gio.config import GIOConfig
+    from .validation import choices, field_types
 
     group = parser.add_argument_group("GIO options (as in GIOKL.fit)")
+    types = field_types(GIOConfig)
     for f in dataclasses.fields(GIOConfig):
-        kind: Any
-        if f.name == "scale_factor":
-            kind = _parse_scale
-        elif f.type in ("bool", bool):
-            kind = _parse_bool
-        elif f.type in ("int", int):
-            kind = int
-        elif f.type in ("float", float):
-            kind = float
+        allowed = choices(types[f.name])
+        if allowed and f.name != "scale_factor":
+            metavar, text = "{" + ",".join(allowed) + "}", ""
         else:
-            kind = str
+            metavar, text = f.name.upper(), ("'auto' or a number > 0; " if f.name == "scale_factor" else "")
         group.add_argument(
-            f"--{prefix}{_kebab(f.name)}", dest=f"gio_{f.name}", type=kind, default=None,
-            metavar=f.name.upper(), help=f"default: {f.default!r}",
+            f"--{_kebab(f.name)}", dest=f"gio_{f.name}", default=None, metavar=metavar,
+            help=f"{text}default: {f.default}",
         )
 
 
@@ -70,10 +71,22 @@ def _load_matrix(path: str, what: str) -> np.ndarray:
     return arr
 
 
-def cmd_select_vectors(args: argparse.Namespace) -> int:
-    from .gio import GIOConfig, knn_kl, select
+def _gio_config(args: argparse.Namespace):
+    from pydantic import ValidationError
 
-    cfg = GIOConfig.from_dict(gio_overrides(args))
+    from .gio import GIOConfig
+    from .validation import describe
+
+    try:
+        return GIOConfig(**gio_overrides(args))
+    except ValidationError as exc:
+        raise UserError(describe(exc, GIOConfig, name=lambda path: "--" + _kebab(path[-1]))) from None
+
+
+def cmd_select_vectors(args: argparse.Namespace) -> int:
+    from .gio import knn_kl, select
+
+    cfg = _gio_config(args)
     train = _load_matrix(args.train, "--train")
     target = _load_matrix(args.target, "--target")
     init = _load_matrix(args.init, "--init") if args.init else None
@@ -89,21 +102,28 @@ def cmd_select_vectors(args: argparse.Namespace) -> int:
         Path(args.out).write_text(text)
         print(
             f"selected {len(result.selected_indices)} of {len(train)} rows "
-            f"(stop: {result.stop_reason}, KL {result.initial_kl:.4f} -> {result.final_kl:.4f}); wrote {args.out}",
+            f"(stop: {result.stop_reason}, relaxed KL estimate {result.initial_kl:.4f} -> {result.final_kl:.4f}); "
+            f"wrote {args.out}",
             file=sys.stderr,
         )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gio-spark", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="gio-spark", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"gio-spark {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, other libraries' too")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,select-vectors}")
 
-    sv = sub.add_parser("select-vectors", help="run GIO on precomputed vectors (.npy)")
+    sv = sub.add_parser(
+        "select-vectors", help="run GIO on precomputed vectors (.npy)",
+        description="Run GIO on a pool G and a target X given as .npy matrices; write the selected row "
+        "indices, the KL curve and the stop reason as JSON.",
+        epilog=SELECT_VECTORS_EPILOG,
+    )
     sv.add_argument("--train", required=True, help="pool G, .npy of shape [N, d]")
     sv.add_argument("--target", required=True, help="target X, .npy of shape [n, d]")
-    sv.add_argument("--init", help="initial set D, .npy of shape [m, d] (default: uniform start)")
+    sv.add_argument("--init", help="initial set D, .npy of shape [m, d] (default: a uniform start)")
     sv.add_argument("--out", required=True, help="result JSON path, or - for stdout")
     add_gio_options(sv)
     sv.set_defaults(func=cmd_select_vectors)
@@ -115,16 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .logs import configure
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure(verbose=args.verbose)
     try:
         return int(args.func(args) or 0)
     except (UserError, ValueError) as exc:
-        print(f"gio-spark: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split("\n"))
+        print(f"gio-spark: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -46,8 +46,10 @@ def test_select_vectors_with_initial_set_and_exact(vectors):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--v-init", "middle"], "invalid GIO option v_init='middle'"),
-        (["--max-data-size", "3"], "max_data_size"),
+        (["--v-init", "middle"], "invalid option --v-init='middle': choose one of 'mean', 'prev_opt' or 'jump'"),
+        (["--max-data-size", "3"], "invalid option --max-data-size='3': must be <= 1.0"),
+        (["--max-iter", "1e3"], "invalid option --max-iter='1e3': must be an integer"),
+        (["--resets-allowed", "maybe"], "--resets-allowed='maybe': must be true or false"),
     ],
 )
 def test_select_vectors_bad_option_is_one_line(vectors, capsys, extra, message):
@@ -84,12 +86,12 @@ def test_run_config_file_flags_and_set(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--set", "gio.max_iters=3"], "unknown config key(s) in gio: max_iters"),
-        (["--set", "quantize.kk=3"], "unknown config key(s) in quantize: kk"),
-        (["--set", "output_format=csv"], "invalid option output_format='csv'"),
-        (["--set", "gio.stop_criterion=never"], "stop_criterion"),
-        (["--k", "1"], "invalid option quantize.k=1"),
-        (["--set", "embedding.side=left"], "embedding.side"),
+        (["--set", "gio.max_iters=3"], "unknown config key gio.max_iters (did you mean gio.max_iter?)"),
+        (["--set", "quantize.kk=3"], "unknown config key quantize.kk"),
+        (["--set", "output_format=csv"], "invalid option output_format='csv': choose one of 'parquet', 'tsv' or 'text'"),
+        (["--set", "gio.stop_criterion=never"], "invalid option gio.stop_criterion='never': choose one of"),
+        (["--k", "1"], "invalid option quantize.k='1': must be >= 2"),
+        (["--set", "embedding.side=left"], "invalid option embedding.side='left': choose one of 'src', 'tgt' or 'both'"),
     ],
 )
 def test_run_bad_config_is_one_line(capsys, args, message):
@@ -97,6 +99,7 @@ def test_run_bad_config_is_one_line(capsys, args, message):
     err = capsys.readouterr().err
     assert code == 2, err
     assert message in err and "Traceback" not in err
+    assert err.startswith("gio-spark: error: ") and len(err.strip().splitlines()) == 1
 
 
 def test_run_needs_inputs(capsys):

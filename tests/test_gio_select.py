@@ -180,7 +180,7 @@ def test_selection_moves_towards_target_components():
     [
         (dict(stop_criterion="bogus"), "stop_criterion"),
         (dict(v_init="middle"), "v_init"),
-        (dict(k=0), "k=0"),
+        (dict(k=0), "k=0: must be >= 1"),
         (dict(max_data_size=2.0), "max_data_size"),
         (dict(scale_factor="big"), "scale_factor"),
         (dict(lr=-1.0), "lr"),
@@ -188,6 +188,8 @@ def test_selection_moves_towards_target_components():
 )
 def test_invalid_options_name_the_option(kwargs, message):
     with pytest.raises(ValueError, match=message):
+        GIOConfig.from_dict(kwargs)
+    with pytest.raises(ValueError):  # pydantic's own error, with the field on its own line
         GIOConfig(**kwargs)
 
 

@@ -1,11 +1,14 @@
 """The Spark job end to end on local[2]: every input format, resume, the manifest's counts."""
 import gzip
 import json
+import logging
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from gio_spark.cli import main
 from gio_spark.demo import generate
 from gio_spark.errors import UserError
 from gio_spark.job.config import config_from_dict
@@ -89,6 +92,8 @@ def test_resume_reuses_finished_stages(spark, tmp_path):
     assert len(changed["selection"]["selected_indices"]) <= 2
     skipped = run_job(job(tmp_path, train, target, if_exists="skip", gio={"max_iter": 2}), spark)
     assert skipped == changed
+    with pytest.raises(UserError, match=r"another config \(gio\.max_iter: 2 -> 3; quantize\.seed: 3 -> 4\)"):
+        run_job(job(tmp_path, train, target, if_exists="skip", gio={"max_iter": 3}, quantize={"seed": 4}), spark)
     assert first["rows"]["train_kept"] == changed["rows"]["train_kept"]
 
 
@@ -170,3 +175,40 @@ def test_output_as_tsv_and_aligned_text(spark, tmp_path):
     de = "".join(p.read_text() for p in sorted((tmp_path / "b" / "out" / "selected" / "de").glob("part-*"))).splitlines()
     assert len(en) == len(de) == m2["rows"]["selected"]
     assert set(zip(en, de)) <= set(POOL)
+
+
+def test_demo_run_reports_what_was_selected(spark, tmp_path, capsys, caplog):
+    out = tmp_path / "demo"
+    with caplog.at_level(logging.INFO, logger="gio_spark"):
+        assert main(["run", "--demo", "--output", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    summary, selection = manifest["summary"], manifest["selection"]
+    assert summary["pairs_in_pool"] == 1200 and 0 < summary["pairs_selected"] == manifest["rows"]["selected"] < 1200
+    assert summary["share_of_pool"] == round(summary["pairs_selected"] / 1200, 4)
+    assert 0 < summary["clusters_chosen"] == len(selection["chosen_clusters"]) < summary["clusters_total"] == 60
+    assert summary["iterations"] == selection["iterations"] and summary["max_iter"] == 40
+    assert summary["stop_reason"] == selection["stop_reason"] and summary["stop_explained"]
+    assert summary["kl"]["final"] == selection["final_kl"] and "can be negative" in summary["kl"]["note"]
+    near = summary["nearest_target_distance"]
+    assert near["selected"]["p50"] < near["not_selected"]["p50"]  # the selection sits closer to the target
+    examples = summary["examples"]
+    ranks = [e["rank"] for e in examples]
+    assert ranks[:3] == [1, 2, 3] and ranks[-1] == summary["clusters_chosen"] and len(ranks) <= 6
+    written = pd.read_parquet(out / "selected").set_index("pair_id")
+    for e in examples:
+        assert e["cluster"] == selection["chosen_clusters"][e["rank"] - 1]
+        assert e["pairs"] == selection["chosen_cluster_sizes"][e["rank"] - 1]
+        assert len(e["examples"]) == min(2, e["pairs"])
+        for pair in e["examples"]:  # a pair of that cluster, as written
+            row = written.loc[pair["pair_id"]]
+            assert (row["src"], row["tgt"]) == (pair["src"], pair["tgt"])
+            assert row["cluster"] == e["cluster"] and row["selection_rank"] == e["rank"] - 1
+    png = (out / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    printed = capsys.readouterr().out
+    assert f"({summary['pairs_selected']} of 1200, {summary['clusters_chosen']} of 60 clusters)" in printed
+    logs = [r.getMessage() for r in caplog.records]
+    assert any(re.match(r"embed train: done in .*, 1,200 / 1,200 rows \(100%\), [\d.,]+ rows/s$", m) for m in logs)
+    assert any(re.match(rf"quantize train: done in .*, {manifest['quantize']['train']['kmeans_iterations']} / 20 "
+                        r"k-means iterations$", m) for m in logs)
+    assert any(m.startswith(f"select: {selection['iterations']} / 40 iterations, stop: ") for m in logs)

@@ -158,7 +158,9 @@ def test_cli_user_error_is_one_line(spark, tmp_path, target, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "aligned files differ in length" in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+    errors = [line for line in err.strip().splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0]  # after progress lines
+    assert errors[0].startswith("gio-spark: error: train: aligned files differ in length")
 
 
 def selected_ids(out):
@@ -205,7 +207,7 @@ def test_crash_while_writing_leaves_nothing_that_looks_complete(spark, tmp_path,
         raise RuntimeError("disk full")
 
     with monkeypatch.context() as m:
-        m.setattr(pipeline, "write_report", disk_full)
+        m.setattr(pipeline, "render_report", disk_full)
         with pytest.raises(RuntimeError, match="disk full"):
             run_job(job(tmp_path, train, target), spark)
     assert not (out / "_SUCCESS").exists()

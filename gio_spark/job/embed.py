@@ -172,6 +172,8 @@ def load_model(name: str, device: str, max_seq_length: Optional[int] = None):
         if Path(resolved).is_dir():
             # a local model needs no hub calls; set before huggingface_hub reads it at import
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        # no model-loading progress bars in executor logs (read at import by huggingface_hub)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -284,8 +286,9 @@ def _fail_once_hook() -> bool:
     return spec is not None and ctx.attemptNumber() == 0 and str(ctx.partitionId()) == spec
 
 
-def make_embed_udf(cfg: EmbeddingConfig):
-    """An iterator pandas UDF: (text[, text]) -> array<float>."""
+def make_embed_udf(cfg: EmbeddingConfig, counter=None):
+    """An iterator pandas UDF: (text[, text]) -> array<float>. ``counter``, an accumulator,
+    gets the rows each task embedded (merged on the driver when the task succeeds)."""
     from pyspark.sql.functions import pandas_udf
 
     if cfg.side == "both":
@@ -298,6 +301,8 @@ def make_embed_udf(cfg: EmbeddingConfig):
                 if fail and i == 1:
                     raise RuntimeError(f"injected failure ({FAIL_ONCE_PROPERTY})")
                 yield embed_batch(model, cfg, src, tgt)
+                if counter is not None:
+                    counter.add(len(src))
 
         return embed_pairs
 
@@ -309,15 +314,18 @@ def make_embed_udf(cfg: EmbeddingConfig):
             if fail and i == 1:
                 raise RuntimeError(f"injected failure ({FAIL_ONCE_PROPERTY})")
             yield embed_batch(model, cfg, texts, None)
+            if counter is not None:
+                counter.add(len(texts))
 
     return embed_side
 
 
-def embed_pairs_df(pairs, cfg: EmbeddingConfig):
-    """DataFrame[pair_id, embedding] from DataFrame[pair_id, src, tgt, ...]."""
+def embed_pairs_df(pairs, cfg: EmbeddingConfig, counter=None):
+    """DataFrame[pair_id, embedding] from DataFrame[pair_id, src, tgt, ...]; ``counter`` as in
+    :func:`make_embed_udf`."""
     from pyspark.sql import functions as F
 
-    udf = make_embed_udf(cfg)
+    udf = make_embed_udf(cfg, counter)
     if cfg.side == "both":
         col = udf(F.col("src"), F.col("tgt"))
     else:

@@ -1,6 +1,7 @@
 """The job end to end: read -> embed -> quantize -> select -> explode -> write."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -10,16 +11,19 @@ from typing import Any
 from .. import __version__
 from ..errors import UserError
 from ..gio import knn_kl, select
+from ..logs import quiet_spark
 from . import storage
-from .config import JobConfig
+from .config import JobConfig, config_changes, language_warning
 from .embed import check_model_available, embed_pairs_df
 from .lock import LOCK_NAME, OutputLock
-from .manifest import package_versions, write_report
+from .manifest import package_versions
+from .report import render_report
 from .progress import spark_progress
 from .quantize import quantize
 from .readers import InputFiles, kept_pairs, list_input, read_failure, read_pairs, read_vectors, summarize
-from .session import get_spark, session_info, warn_local_paths
+from .session import get_spark, owns, session_info, warn_local_paths
 from .stages import StageStore, digest
+from .summary import example_ranks, nearest_distances, nearest_other_distances, selection_summary
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,9 @@ def run_job(cfg: JobConfig, spark=None, force_unlock: bool = False) -> dict[str,
 
     The output is locked for the whole run (``<output>/_LOCK``); ``force_unlock`` takes over
     a stale lock left by a killed run."""
-    cfg.validate()
+    warning = language_warning(cfg)
+    if warning:
+        log.warning(warning)
     check_locations(cfg)
     lock = OutputLock(cfg.output, stale_after_s=cfg.lock_stale_hours * 3600, force=force_unlock)
     with lock:
@@ -50,13 +56,23 @@ def _run_locked(cfg: JobConfig, spark, lock: OutputLock) -> dict[str, Any]:
         if cfg.if_exists == "fail":
             raise UserError(f"{out} already holds a complete run; pass --if-exists skip or overwrite")
         if cfg.if_exists == "skip":
-            log.info("%s already holds a complete run; skipping (if_exists=skip)", out)
-            return json.loads(storage.read_text(storage.join(out, "manifest.json")))
+            manifest = json.loads(storage.read_text(storage.join(out, "manifest.json")))
+            changes = config_changes(manifest.get("config", {}), cfg)
+            if changes:
+                raise UserError(
+                    f"{out} holds a complete run made with another config ({'; '.join(changes)}); pass "
+                    "--if-exists overwrite to recompute what changed (finished stages are reused) or another --output"
+                )
+            log.info("%s already holds a complete run with this config; skipping (if_exists=skip)", out)
+            return manifest
         storage.delete(done_marker)  # overwrite: never look complete while rewriting
     check_inputs_exist(cfg)
     if cfg.train.format != "vectors":
         check_model_available(cfg.embedding.model)
-    spark = spark or get_spark(cfg.spark_master)
+    if spark is None:
+        spark = get_spark(cfg.spark_master)
+        if owns(spark):  # a session this package created: quiet its routine warnings
+            quiet_spark(spark)
     warn_local_paths(spark, [cfg.train.path, cfg.target.path, cfg.output])
     stages = StageStore(spark, out)
     vectors = cfg.train.format == "vectors"
@@ -96,17 +112,20 @@ def _run_locked(cfg: JobConfig, spark, lock: OutputLock) -> dict[str, Any]:
         stages.fs.delete(tmp_root)
     tmp = storage.join(tmp_root, f"selected-{uuid.uuid4().hex[:8]}")
     t = time.perf_counter()
-    with spark_progress(spark, "write"):
+    with spark_progress(spark, "write", total_rows=selection["pairs_selected"]):
         written = _explode_and_write(spark, stages, cfg, selection, tmp, vectors)
     stages.fs.move(storage.spark_uri(tmp), storage.spark_uri(storage.join(out, "selected")))
     stages.fs.delete(tmp_root)
     stages.timings["write"] = time.perf_counter() - t
 
-    manifest = _manifest(cfg, inputs, quant, selection, written, stages, time.perf_counter() - started)
+    t = time.perf_counter()
+    with spark_progress(spark, "report"):
+        summary, figure = _summary_and_report(spark, stages, cfg, selection, vectors)
+    stages.timings["report"] = time.perf_counter() - t
+    manifest = _manifest(cfg, inputs, quant, selection, summary, written, stages, time.perf_counter() - started)
     manifest["spark"] = session_info(spark)
     storage.write_text(storage.join(out, "manifest.json"), json.dumps(manifest, indent=1))
-    train_sizes = stages.read_npy("quantize_train", "sizes.npy")
-    storage.write_bytes(storage.join(out, "report.png"), write_report(selection, train_sizes))
+    storage.write_bytes(storage.join(out, "report.png"), figure)
     lock.check()  # never mark complete an output another run has taken over
     storage.write_text(done_marker, json.dumps({"rows": written["rows_out"]}))
     log.info("wrote %d selected pairs to %s (manifest %s, report %s)", written["rows_out"],
@@ -150,16 +169,27 @@ def check_inputs_exist(cfg: JobConfig) -> None:
     for side in ("train", "target"):
         inp = getattr(cfg, side)
         if inp.format == "text":
-            candidates = [f"{inp.path}.{lang}{gz}" for lang in (cfg.src_lang,) for gz in ("", ".gz")]
+            candidates = [f"{inp.path}.{cfg.src_lang}{gz}" for gz in ("", ".gz")]
         else:
             candidates = [inp.path]
         if not any(storage.any_match(c) for c in candidates):
-            raise UserError(f"{side}: no file matches {' or '.join(candidates)}")
+            hint = _prefix_hint(side, inp.path, cfg) if inp.format == "text" else ""
+            raise UserError(f"{side}: no file matches {' or '.join(candidates)}{hint}")
+
+
+def _prefix_hint(side: str, path: str, cfg: JobConfig) -> str:
+    """Text inputs are prefixes; a path that names one language's file gets the prefix to use."""
+    text = f"; text inputs are prefixes (files PREFIX.{cfg.src_lang} and PREFIX.{cfg.tgt_lang})"
+    for lang in (cfg.src_lang, cfg.tgt_lang):
+        for suffix in (f".{lang}", f".{lang}.gz"):
+            if path.endswith(suffix) and len(path) > len(suffix):
+                return f"{text}: did you mean --{side} {path[: -len(suffix)]}?"
+    return text
 
 
 def _result_affecting(embedding) -> dict:
     """The embedding settings that change the vectors (partitioning does not)."""
-    values = dict(vars(embedding))
+    values = dataclasses.asdict(embedding)
     values.pop("rows_per_partition")
     return values
 
@@ -173,12 +203,15 @@ def _stage_read(spark, stages: StageStore, cfg: JobConfig, side: str, key: str, 
 
     def compute() -> dict:
         try:
-            with spark_progress(spark, f"read {side}"):
+            with spark_progress(spark, f"read {side}") as progress:
                 if inp.format == "vectors":
                     df, stats = read_vectors(spark, inp, side, files)
+                    progress.set_total(stats.rows_in)
                     df.write.parquet(path)
                 else:
                     raw = read_pairs(spark, inp, cfg.src_lang, cfg.tgt_lang, side, files)
+                    if raw.rows is not None:
+                        progress.set_total(raw.rows)
                     raw.df.write.parquet(path)
                     stats = summarize(spark.read.parquet(path), raw, cfg.allow_undecodable, side)
         except UserError:
@@ -204,8 +237,8 @@ def _stage_embed(spark, stages: StageStore, cfg: JobConfig, side: str, key: str,
         # rounding of the vectors) are the same on any cluster shape
         parts = max(MIN_EMBED_PARTITIONS, -(-rows // cfg.embedding.rows_per_partition))
         pairs = pairs.repartition(parts, "pair_id").sortWithinPartitions("pair_id")
-        with spark_progress(spark, f"embed {side}"):
-            embed_pairs_df(pairs, cfg.embedding).write.parquet(stages.data(f"embed_{side}"))
+        with spark_progress(spark, f"embed {side}", total_rows=rows, count_rows=True) as progress:
+            embed_pairs_df(pairs, cfg.embedding, progress.counter).write.parquet(stages.data(f"embed_{side}"))
         written = spark.read.parquet(stages.data(f"embed_{side}")).count()
         if written != rows:
             raise RuntimeError(f"{side}: embedded {written} pairs, expected {rows}")
@@ -226,7 +259,8 @@ def _stage_quantize(spark, stages: StageStore, cfg: JobConfig, side: str, key: s
 
     def compute() -> dict:
         emb = _embeddings(spark, stages, side, vectors)
-        with spark_progress(spark, f"quantize {side}"):
+        iterations = cfg.quantize.max_iter if cfg.quantize.enabled else None
+        with spark_progress(spark, f"quantize {side}", max_iter=iterations):
             # the train side's assignments are kept: the chosen clusters map back to pairs through them
             q = quantize(emb, cfg.quantize, rows, side, offset, stages.data(name) if side == "train" else None)
         stages.write_npy(name, "centroids.npy", q.centroids)
@@ -245,8 +279,15 @@ def _select(stages: StageStore, cfg: JobConfig) -> dict:
             f"target has {target.shape[0]} clusters; GIO's k-NN estimator with k={cfg.gio.k} needs at least "
             f"{cfg.gio.k + 1} (add target pairs or lower gio.k)"
         )
+    unit = "clusters" if cfg.quantize.enabled else "pairs"
+    log.info("select: GIO on %d pool %s against %d target %s, at most %d iterations (stop criterion: %s)",
+             len(train), unit, len(target), unit, cfg.gio.max_iter, cfg.gio.stop_criterion)
     result = select(train, target, config=cfg.gio)
     chosen = result.chosen_indices
+    log.info("select: %d / %d iterations, stop: %s; %d of %d pool pairs in %d of %d %s; relaxed KL estimate "
+             "%.2f -> %.2f (k-NN KL estimates can be negative: see the report)", result.iterations,
+             cfg.gio.max_iter, result.stop_reason, int(sizes[chosen].sum()) if len(chosen) else 0, int(sizes.sum()),
+             len(chosen), len(train), unit, result.initial_kl, result.final_kl)
     out = result.to_dict()
     out["chosen_clusters"] = [int(c) for c in chosen]
     out["chosen_cluster_sizes"] = [int(sizes[c]) for c in chosen]
@@ -323,9 +364,57 @@ def verify_output(spark, cfg: JobConfig, uri: str, expected: int) -> int:
     return expected
 
 
-def _manifest(cfg, inputs, quant, selection, written, stages: StageStore, seconds: float) -> dict:
+def _summary_and_report(spark, stages: StageStore, cfg: JobConfig, selection: dict, vectors: bool) -> tuple[dict, bytes]:
+    """The manifest's summary and report.png: from the centroids on the driver, plus example
+    pairs of a few chosen clusters."""
+    sizes = stages.read_npy("quantize_train", "sizes.npy")
+    train = stages.read_npy("quantize_train", "centroids.npy")
+    target = stages.read_npy("quantize_target", "centroids.npy")
+    distances = nearest_distances(train, target)
+    examples = _examples(spark, stages, selection, vectors)
+    summary = selection_summary(selection, sizes, distances, examples, cfg.quantize.enabled, cfg.gio.max_iter)
+    figure = render_report(summary, selection, sizes, distances, nearest_other_distances(target))
+    return summary, figure
+
+
+def _examples(spark, stages: StageStore, selection: dict, vectors: bool, per_cluster: int = 2) -> list[dict]:
+    """Two pairs of each of the first and last chosen clusters: their ids from the assignments
+    of just those clusters, then the pairs by id (two small jobs, nothing large collected)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    chosen, sizes = selection["chosen_clusters"], selection["chosen_cluster_sizes"]
+    ranks = example_ranks(len(chosen))
+    if not ranks:
+        return []
+    wanted = [int(chosen[r]) for r in ranks]
+    spread = Window.partitionBy("cluster").orderBy(F.xxhash64("pair_id"), "pair_id")
+    picked = (
+        spark.read.parquet(stages.data("quantize_train"))
+        .filter(F.col("cluster").isin(wanted))
+        .withColumn("_n", F.row_number().over(spread))
+        .filter(F.col("_n") <= per_cluster)
+        .select("pair_id", "cluster")
+        .collect()
+    )
+    ids = [int(r["pair_id"]) for r in picked]
+    texts = {}
+    if not vectors and ids:
+        rows = _pairs(spark, stages, "train").filter(F.col("pair_id").isin(ids)).select("pair_id", "src", "tgt").collect()
+        texts = {int(r["pair_id"]): {"src": r["src"], "tgt": r["tgt"]} for r in rows}
+    by_cluster: dict[int, list[dict]] = {}
+    for r in sorted(picked, key=lambda r: int(r["pair_id"])):
+        by_cluster.setdefault(int(r["cluster"]), []).append({"pair_id": int(r["pair_id"]), **texts.get(int(r["pair_id"]), {})})
+    return [
+        {"rank": r + 1, "cluster": int(chosen[r]), "pairs": int(sizes[r]), "examples": by_cluster.get(int(chosen[r]), [])}
+        for r in ranks
+    ]
+
+
+def _manifest(cfg, inputs, quant, selection, summary, written, stages: StageStore, seconds: float) -> dict:
     return {
         "output": storage.join(cfg.output, "selected"),
+        "summary": summary,
         "output_format": cfg.output_format,
         "config": cfg.to_dict(),
         "versions": package_versions(),

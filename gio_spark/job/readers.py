@@ -57,6 +57,7 @@ class RawPairs:
     tgt_files: list[str]
     unit: str  # what a row number counts in error messages: "line" or "row"
     tsv_width: int = 0
+    rows: Optional[int] = None  # input rows, when known before the pass that writes them
 
 
 @dataclass
@@ -196,7 +197,7 @@ def read_text_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, name:
         _pair_id("file_ordinal", "line"), "src", "tgt",
         _skip_reason((_invalid_utf8("src") | _invalid_utf8("tgt"), UNDECODABLE), (_blank("src") | _blank("tgt"), "empty_pair")),
     )
-    return RawPairs(df, src_files, tgt_files, "line")
+    return RawPairs(df, src_files, tgt_files, "line", rows=sum(src_counts))
 
 
 def _files_for_lang(spark, prefix: str, lang: str, name: str) -> list[FileInfo]:
@@ -258,7 +259,8 @@ def read_tsv_pairs(spark, inp: InputConfig, name: str, listed: Optional[InputFil
             (_blank(src) | _blank(tgt), "empty_pair"),
         ),
     )
-    return RawPairs(df, files, files, "line", tsv_width=width)
+    rows = sum(counts) - (len(files) if inp.header else 0)
+    return RawPairs(df, files, files, "line", tsv_width=width, rows=rows)
 
 
 def _parquet_with_rows(spark, files: list[str]) -> tuple[DataFrame, list[str]]:
@@ -304,7 +306,7 @@ def read_parquet_pairs(spark, inp: InputConfig, src_lang: str, tgt_lang: str, na
             (_blank(src.cast("string")) | _blank(tgt.cast("string")), "empty_pair"),
         ),
     )
-    return RawPairs(df, files, files, "row")
+    return RawPairs(df, files, files, "row", rows=spark.read.parquet(*files).count())  # from file footers
 
 
 def read_vectors(spark, inp: InputConfig, name: str, listed: Optional[InputFiles] = None):

@@ -34,6 +34,8 @@ LOCAL_CONF = {
 # environment variables that show this Python process was started by a Spark launcher
 # (spark-submit, pyspark, Databricks) whose JVM and settings already exist
 LAUNCHER_ENV = ("PYSPARK_GATEWAY_PORT", "DATABRICKS_RUNTIME_VERSION")
+# applications of the sessions this package started (whose log levels it may quiet)
+_OWN_APPS: set[str] = set()
 
 
 # S3A settings for sessions this package creates. Credentials come from the standard AWS chain
@@ -119,7 +121,13 @@ def local_session(master: Optional[str] = None, app_name: str = "gio-spark", ext
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    _OWN_APPS.add(spark.sparkContext.applicationId)
     return spark
+
+
+def owns(spark) -> bool:
+    """Whether this package started ``spark`` (not a launcher or the caller)."""
+    return spark.sparkContext.applicationId in _OWN_APPS
 
 
 def get_spark(master: Optional[str] = None, app_name: str = "gio-spark", extra_conf: Optional[dict] = None):

@@ -1,0 +1,125 @@
+"""report.png: what was selected and whether it matches the target, at a glance."""
+from __future__ import annotations
+
+import io
+import textwrap
+from typing import Any
+
+import numpy as np
+
+TEXT_WIDTH = 72  # characters of each side of an example pair
+
+
+def _short(text: Any, width: int = TEXT_WIDTH) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _kl_panel(ax, selection: dict, summary: dict) -> None:
+    unit = summary["unit"]
+    curve = [selection["initial_kl"], *selection["kl_curve"]]
+    ax.plot(range(len(curve)), curve, marker="." if len(curve) < 60 else None, color="tab:blue")
+    ax.axhline(0.0, color="grey", lw=0.8, ls="--")
+    if len(curve) > 1:
+        ax.annotate(f"stop: {summary['stop_reason']}", (len(curve) - 1, curve[-1]), textcoords="offset points",
+                    xytext=(-10, 12), ha="right", fontsize=8)
+    ax.set_xlabel(f"{unit} added by GIO (0: its uniform start only)")
+    ax.set_ylabel("relaxed k-NN KL estimate (nats)")
+    ax.set_title("KL(target || selection) as GIO adds " + unit, fontsize=10)
+    note = ("k-NN KL estimates are differences of mean log distances:\nbelow 0 is possible for finite samples. "
+            "Lower is closer\nto the target; compare values within a run, not their sign.")
+    ax.text(0.0, -0.17, note, transform=ax.transAxes, ha="left", va="top", fontsize=8, color="0.25")
+
+
+def _distance_panel(ax, summary: dict, pool_sizes: np.ndarray, distances: np.ndarray, mask: np.ndarray,
+                    target_distances: np.ndarray) -> None:
+    finite = np.isfinite(distances)
+    groups = [("selected", mask & finite, "tab:green"), ("not selected", ~mask & finite, "tab:grey")]
+    values = np.concatenate([distances[finite], target_distances[np.isfinite(target_distances)]])
+    bins = np.linspace(0.0, float(values.max()) if len(values) else 1.0, 31)
+    for label, keep, color in groups:
+        if keep.any() and pool_sizes[keep].sum() > 0:
+            med = summary["nearest_target_distance"]["selected" if label == "selected" else "not_selected"]["p50"]
+            ax.hist(distances[keep], bins=bins, weights=pool_sizes[keep] / pool_sizes[keep].sum(), alpha=0.6,
+                    color=color, label=f"{label} pool pairs (median {med:.2f})")
+    if np.isfinite(target_distances).any():
+        t = target_distances[np.isfinite(target_distances)]
+        ax.hist(t, bins=bins, weights=np.full(len(t), 1.0 / len(t)), histtype="step", color="black", lw=1.2,
+                label="target centroids: nearest other one")
+    ax.set_xlabel("distance to the nearest target centroid (embedding space)")
+    ax.set_ylabel("share of pairs (weighted by cluster size)")
+    ax.set_title("Selection vs target: selected pairs should sit closer", fontsize=10)
+    ax.legend(fontsize=7.5)
+
+
+def _sizes_panel(ax, selection: dict, summary: dict) -> None:
+    sizes = np.asarray(selection["chosen_cluster_sizes"], dtype=float)
+    unit = summary["unit"]
+    if len(sizes):
+        ax.bar(np.arange(1, len(sizes) + 1), sizes, width=1.0, color="tab:green", alpha=0.7)
+        twin = ax.twinx()
+        twin.plot(np.arange(1, len(sizes) + 1), np.cumsum(sizes), color="tab:orange")
+        twin.set_ylabel("pairs selected so far", color="tab:orange")
+        twin.set_ylim(bottom=0)
+    ax.set_xlabel(f"chosen {unit}, in the order GIO added them")
+    ax.set_ylabel("pairs in the cluster")
+    ax.set_title(f"{summary['clusters_chosen']} chosen {unit}: size of each", fontsize=10)
+
+
+def _examples_text(summary: dict) -> str:
+    lines = ["Example pairs (two per cluster) of the first and the last clusters GIO added; rank = order added"]
+    previous = 0
+    for ex in summary["examples"]:
+        if ex["rank"] > previous + 1:
+            lines.append("  ...")
+        previous = ex["rank"]
+        last = "  (the last one added)" if ex["rank"] == summary["clusters_chosen"] else ""
+        lines.append(f"#{ex['rank']:<4} cluster {ex['cluster']}  ({ex['pairs']:,} pairs){last}")
+        for pair in ex["examples"]:
+            if "src" in pair:
+                lines.append(f"      {_short(pair['src']):<{TEXT_WIDTH}}  |  {_short(pair['tgt'])}")
+            else:
+                lines.append(f"      pair_id {pair['pair_id']}")
+    if not summary["examples"]:
+        lines.append("(nothing was selected)")
+    return "\n".join(lines)
+
+
+def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distances: np.ndarray,
+                  target_distances: np.ndarray) -> bytes:
+    """PNG: headline numbers; the KL curve; nearest-target distances of selected vs
+    unselected pairs; the size of each chosen cluster; example pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pool_sizes = np.asarray(pool_sizes, dtype=float)
+    mask = np.zeros(len(pool_sizes), dtype=bool)
+    mask[np.asarray(selection["chosen_clusters"], dtype=np.int64)] = True
+    n_lines = 3 + 3 * max(len(summary["examples"]), 1)
+    fig = plt.figure(figsize=(17, 6.2 + 0.17 * n_lines))
+    grid = fig.add_gridspec(2, 3, height_ratios=[5.0, 0.2 * n_lines], hspace=0.62, wspace=0.35)
+    _kl_panel(fig.add_subplot(grid[0, 0]), selection, summary)
+    _distance_panel(fig.add_subplot(grid[0, 1]), summary, pool_sizes, np.asarray(distances, dtype=float), mask,
+                    np.asarray(target_distances, dtype=float))
+    _sizes_panel(fig.add_subplot(grid[0, 2]), selection, summary)
+    text = fig.add_subplot(grid[1, :])
+    text.axis("off")
+    text.text(0.0, 1.0, _examples_text(summary), family="monospace", fontsize=8, va="top", ha="left",
+              transform=text.transAxes)
+    headline = (
+        f"Selected {summary['pairs_selected']:,} of {summary['pairs_in_pool']:,} pool pairs "
+        f"({100 * summary['share_of_pool']:.1f}%) in {summary['clusters_chosen']:,} of {summary['clusters_total']:,} "
+        f"{summary['unit']}. GIO stopped after {summary['iterations']:,} of at most {summary['max_iter']:,} iterations: "
+        f"{summary['stop_explained']}."
+    )
+    near = summary["nearest_target_distance"]
+    if near["selected"] and near["not_selected"]:
+        headline += (f" Median distance to the nearest target centroid: selected {near['selected']['p50']:.2f}, "
+                     f"not selected {near['not_selected']['p50']:.2f}.")
+    fig.suptitle("\n".join(textwrap.wrap(headline, 160)), fontsize=12, x=0.01, ha="left", fontweight="bold")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()

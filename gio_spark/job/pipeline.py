@@ -43,9 +43,31 @@ def run_job(cfg: JobConfig, spark=None, force_unlock: bool = False) -> dict[str,
     if warning:
         log.warning(warning)
     check_locations(cfg)
+    done = storage.join(cfg.output, SUCCESS)
+    if storage.exists(done) and cfg.if_exists != "overwrite":
+        return _complete_run(cfg)
+    check_inputs_exist(cfg)
+    if cfg.train.format != "vectors":
+        check_model_available(cfg.embedding.model)
     lock = OutputLock(cfg.output, stale_after_s=cfg.lock_stale_hours * 3600, force=force_unlock)
     with lock:
         return _run_locked(cfg, spark, lock)
+
+
+def _complete_run(cfg: JobConfig) -> dict[str, Any]:
+    """``if_exists`` fail or skip on an output that holds a complete run (read-only, no lock)."""
+    out = cfg.output
+    if cfg.if_exists == "fail":
+        raise UserError(f"{out} already holds a complete run; pass --if-exists skip or overwrite")
+    manifest = json.loads(storage.read_text(storage.join(out, "manifest.json")))
+    changes = config_changes(manifest.get("config", {}), cfg)
+    if changes:
+        raise UserError(
+            f"{out} holds a complete run made with another config ({'; '.join(changes)}); pass "
+            "--if-exists overwrite to recompute what changed (finished stages are reused) or another --output"
+        )
+    log.info("%s already holds a complete run with this config; skipping (if_exists=skip)", out)
+    return manifest
 
 
 def _run_locked(cfg: JobConfig, spark, lock: OutputLock) -> dict[str, Any]:
@@ -53,22 +75,9 @@ def _run_locked(cfg: JobConfig, spark, lock: OutputLock) -> dict[str, Any]:
     out = cfg.output
     done_marker = storage.join(out, SUCCESS)
     if storage.exists(done_marker):
-        if cfg.if_exists == "fail":
-            raise UserError(f"{out} already holds a complete run; pass --if-exists skip or overwrite")
-        if cfg.if_exists == "skip":
-            manifest = json.loads(storage.read_text(storage.join(out, "manifest.json")))
-            changes = config_changes(manifest.get("config", {}), cfg)
-            if changes:
-                raise UserError(
-                    f"{out} holds a complete run made with another config ({'; '.join(changes)}); pass "
-                    "--if-exists overwrite to recompute what changed (finished stages are reused) or another --output"
-                )
-            log.info("%s already holds a complete run with this config; skipping (if_exists=skip)", out)
-            return manifest
+        if cfg.if_exists != "overwrite":  # another run completed it meanwhile
+            return _complete_run(cfg)
         storage.delete(done_marker)  # overwrite: never look complete while rewriting
-    check_inputs_exist(cfg)
-    if cfg.train.format != "vectors":
-        check_model_available(cfg.embedding.model)
     if spark is None:
         spark = get_spark(cfg.spark_master)
         if owns(spark):  # a session this package created: quiet its routine warnings

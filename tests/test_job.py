@@ -203,6 +203,10 @@ def test_demo_run_reports_what_was_selected(spark, tmp_path, capsys, caplog):
             row = written.loc[pair["pair_id"]]
             assert (row["src"], row["tgt"]) == (pair["src"], pair["tgt"])
             assert row["cluster"] == e["cluster"] and row["selection_rank"] == e["rank"] - 1
+    for side in ("train", "target"):  # k-means quality, in the manifest and the report's figures
+        q, shown = manifest["quantize"][side], summary["quantization"][side]
+        assert q["inertia"] > 0 and q["singletons"] >= 0 and q["empty"] == 0
+        assert shown["mean_sqdist"] == q["mean_sqdist"] and shown["size_max"] == q["size_percentiles"]["p100"]
     png = (out / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
     printed = capsys.readouterr().out

@@ -23,7 +23,8 @@ from .quantize import quantize
 from .readers import InputFiles, kept_pairs, list_input, read_failure, read_pairs, read_vectors, summarize
 from .session import get_spark, owns, session_info, warn_local_paths
 from .stages import StageStore, digest
-from .summary import example_ranks, nearest_distances, nearest_other_distances, selection_summary
+from .summary import (example_ranks, nearest_distances, nearest_other_distances, quantization_summary,
+                      selection_summary)
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def _run_locked(cfg: JobConfig, spark, lock: OutputLock) -> dict[str, Any]:
 
     t = time.perf_counter()
     with spark_progress(spark, "report"):
-        summary, figure = _summary_and_report(spark, stages, cfg, selection, vectors)
+        summary, figure = _summary_and_report(spark, stages, cfg, selection, vectors, quant)
     stages.timings["report"] = time.perf_counter() - t
     manifest = _manifest(cfg, inputs, quant, selection, summary, written, stages, time.perf_counter() - started)
     manifest["spark"] = session_info(spark)
@@ -269,12 +270,14 @@ def _stage_quantize(spark, stages: StageStore, cfg: JobConfig, side: str, key: s
     def compute() -> dict:
         emb = _embeddings(spark, stages, side, vectors)
         iterations = cfg.quantize.max_iter if cfg.quantize.enabled else None
-        with spark_progress(spark, f"quantize {side}", max_iter=iterations):
+        with spark_progress(spark, f"quantize {side}", max_iter=iterations) as progress:
             # the train side's assignments are kept: the chosen clusters map back to pairs through them
             q = quantize(emb, cfg.quantize, rows, side, offset, stages.data(name) if side == "train" else None)
+            lloyd = progress.kmeans_iterations() if cfg.quantize.enabled else 0
         stages.write_npy(name, "centroids.npy", q.centroids)
         stages.write_npy(name, "sizes.npy", q.sizes)
-        return {"rows": rows, "clusters": int(len(q.centroids)), "quantized": cfg.quantize.enabled, **q.stats}
+        return {"rows": rows, "clusters": int(len(q.centroids)), "quantized": cfg.quantize.enabled,
+                "kmeans_iterations": lloyd, **q.stats}
 
     return stages.run(name, key, compute)
 
@@ -373,7 +376,8 @@ def verify_output(spark, cfg: JobConfig, uri: str, expected: int) -> int:
     return expected
 
 
-def _summary_and_report(spark, stages: StageStore, cfg: JobConfig, selection: dict, vectors: bool) -> tuple[dict, bytes]:
+def _summary_and_report(spark, stages: StageStore, cfg: JobConfig, selection: dict, vectors: bool,
+                        quant: dict) -> tuple[dict, bytes]:
     """The manifest's summary and report.png: from the centroids on the driver, plus example
     pairs of a few chosen clusters."""
     sizes = stages.read_npy("quantize_train", "sizes.npy")
@@ -382,6 +386,7 @@ def _summary_and_report(spark, stages: StageStore, cfg: JobConfig, selection: di
     distances = nearest_distances(train, target)
     examples = _examples(spark, stages, selection, vectors)
     summary = selection_summary(selection, sizes, distances, examples, cfg.quantize.enabled, cfg.gio.max_iter)
+    summary["quantization"] = {side: quantization_summary(stats) for side, stats in quant.items()}
     figure = render_report(summary, selection, sizes, distances, nearest_other_distances(target))
     return summary, figure
 

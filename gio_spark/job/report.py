@@ -66,8 +66,21 @@ def _sizes_panel(ax, selection: dict, summary: dict) -> None:
     ax.set_title(f"{summary['clusters_chosen']} chosen {unit}: size of each", fontsize=10)
 
 
+def _quantization_text(summary: dict) -> list[str]:
+    lines = []
+    for side, q in summary.get("quantization", {}).items():
+        if q.get("mean_sqdist") is None:
+            continue
+        lines.append(
+            f"k-means, {side}: {q['rows']:,} pairs in {q['clusters']:,} clusters; mean squared distance to the centroid "
+            f"{q['mean_sqdist']:.3f}; cluster size median {q['size_p50']:.0f}, p90 {q['size_p90']:.0f}, "
+            f"max {q['size_max']:.0f}; {q['singletons']} singletons, {q['empty']} empty"
+        )
+    return lines + ([""] if lines else [])
+
+
 def _examples_text(summary: dict) -> str:
-    lines = ["Example pairs (two per cluster) of the first and the last clusters GIO added; rank = order added"]
+    lines = _quantization_text(summary) + ["Example pairs (two per cluster) of the first and the last clusters GIO added; rank = order added"]
     previous = 0
     for ex in summary["examples"]:
         if ex["rank"] > previous + 1:
@@ -97,7 +110,7 @@ def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distan
     pool_sizes = np.asarray(pool_sizes, dtype=float)
     mask = np.zeros(len(pool_sizes), dtype=bool)
     mask[np.asarray(selection["chosen_clusters"], dtype=np.int64)] = True
-    n_lines = 3 + 3 * max(len(summary["examples"]), 1)
+    n_lines = 3 + 3 * max(len(summary["examples"]), 1) + len(_quantization_text(summary))
     fig = plt.figure(figsize=(17, 6.2 + 0.17 * n_lines))
     grid = fig.add_gridspec(2, 3, height_ratios=[5.0, 0.2 * n_lines], hspace=0.62, wspace=0.35)
     _kl_panel(fig.add_subplot(grid[0, 0]), selection, summary)

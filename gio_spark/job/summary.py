@@ -115,3 +115,18 @@ def selection_summary(selection: dict[str, Any], pool_sizes: np.ndarray, distanc
 def example_ranks(n_chosen: int, ends: int = 3) -> list[int]:
     """Selection ranks (0-based) shown with examples: the first and the last ``ends``."""
     return sorted(set(range(min(ends, n_chosen))) | set(range(max(0, n_chosen - ends), n_chosen)))
+
+
+def quantization_summary(stats: dict[str, Any]) -> dict[str, Any]:
+    """One side's k-means quality as the report shows it (from the quantize stage's figures)."""
+    sizes = stats.get("size_percentiles", {})
+    return {
+        "clusters": stats.get("clusters"),
+        "rows": stats.get("rows"),
+        "mean_sqdist": stats.get("mean_sqdist"),
+        "singletons": stats.get("singletons"),
+        "empty": stats.get("empty"),
+        "size_p50": sizes.get("p50"),
+        "size_p90": sizes.get("p90"),
+        "size_max": sizes.get("p100"),
+    }

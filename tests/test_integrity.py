@@ -248,7 +248,9 @@ def run_cli(capsys, *args):
     code = main(["run", "--src-lang", "en", "--tgt-lang", "de", *args])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("gio-spark: error: ")]
+    assert "Traceback" not in err and errors == lines[-1:], err  # one error line, after any progress lines
     return err
 
 

@@ -158,7 +158,7 @@ def test_cli_user_error_is_one_line(spark, tmp_path, target, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "aligned files differ in length" in err and "Traceback" not in err
-    errors = [line for line in err.strip().splitlines() if "error" in line.lower()]
+    errors = [line for line in err.strip().splitlines() if line.startswith("gio-spark: error:")]
     assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0]  # after progress lines
     assert errors[0].startswith("gio-spark: error: train: aligned files differ in length")
 
@@ -175,7 +175,7 @@ def test_killed_after_embedding_resumes_without_embedding_again(spark, tmp_path,
         raise KeyboardInterrupt("killed")
 
     with monkeypatch.context() as m:
-        m.setattr(pipeline, "kmeans", killed)
+        m.setattr(pipeline, "quantize", killed)
         with pytest.raises(KeyboardInterrupt):
             run_job(job(tmp_path / "run", train, target), spark)
     assert not (tmp_path / "run" / "out" / "_SUCCESS").exists()

@@ -221,7 +221,7 @@ def test_a_failed_task_is_retried_without_duplicates(spark, tmp_path, target):
     train = write_text(tmp_path, "train", POOL)
     clean = run_job(job(tmp_path / "clean", train, target), spark)
     spark.sparkContext.setLocalProperty("gio_spark.fail_once", "0")
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "16")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "4")  # several batches per embedding task
     spark.sparkContext.setJobGroup("faulty", "injected failure")
     try:
         faulty = run_job(job(tmp_path / "faulty", train, target), spark)

@@ -21,6 +21,7 @@ setup(
         "boto3>=1.28",
         # k-means++ seeding of the quantization on the driver
         "scikit-learn>=1.3",
+        "threadpoolctl>=3.1",  # imported by quantize (scikit-learn brings it)
     ],
     extras_require={
         # a cluster brings its own Spark; this is for local runs

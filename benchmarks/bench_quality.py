@@ -66,7 +66,7 @@ def main() -> int:
                         "max_iter": 300, "stop_criterion": "increase"},
             })
             t = time.perf_counter()
-            manifest = run_job(cfg, spark)
+            manifest = run_job(cfg, spark, force_unlock=True)  # a lock left by a killed run of this benchmark
             seconds = time.perf_counter() - t
             sel = spark.read.parquet(str(Path(args.work) / "run" / "selected")).select("pair_id").toPandas()
             files = (sel.pair_id.to_numpy() >> FILE_SHIFT).astype(int)

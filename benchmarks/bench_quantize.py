@@ -1,20 +1,23 @@
 """Quantization: the job's k-means against scikit-learn's in the same run.
 
 ``--mode real``: the 35,000 English training sentences of ../shared/data (7 domains x 5,000),
-embedded with all-MiniLM-L6-v2 (cached in --work), K=1500, 20 iterations: fit time, inertia
-(sum of squared distances to the nearest centroid), cluster-size statistics, for
-- the job's quantization (k-means++ seeds on the driver, MLlib Lloyd, one GEMM assignment pass),
-- scikit-learn KMeans (k-means++, n_init=1, max_iter=20), the reference,
+embedded with all-MiniLM-L6-v2 (cached in --work), K=1500: time, inertia (sum of squared
+distances to the nearest centroid), cluster-size statistics, for
+- the job's quantization with its defaults (driver-side start: k-means++ and up to 10 Lloyd
+  iterations on 16 rows per centroid; 5 MLlib Lloyd iterations over every row; one GEMM
+  assignment pass), or with ``--option key=value`` quantize settings,
+- scikit-learn KMeans (k-means++, n_init=1, max_iter=20) on the same float32 vectors, the reference,
 - MLlib KMeans as the job ran it before (k-means||, initSteps 2), with --old.
 ``--mode scale``: synthetic unit vectors (default 1,000,000 x 64, K=500): fit on the capped
 sample + assignment of every row, time and peak memory, and what that implies per row.
 
-    python benchmarks/bench_quantize.py --mode real [--k 1500] [--seeds 0 1 2] [--old]
+    python benchmarks/bench_quantize.py --mode real [--k 1500] [--seeds 0 1 2] [--old] [--option max_iter=8]
     python benchmarks/bench_quantize.py --mode scale [--rows 1000000] [--dim 64] [--k 500]
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import resource
 import sys
 import time
@@ -86,11 +89,13 @@ def run_real(args, spark) -> None:
     x = pool_vectors(Path(args.work))
     df = as_frame(spark, x, Path(args.work) / "pool_vectors").cache()
     df.count()
-    print(f"pool {x.shape}, K={args.k}, 20 iterations, local Spark with {spark.sparkContext.defaultParallelism} cores")
+    options = dict(o.split("=", 1) for o in args.option)
+    print(f"pool {x.shape}, K={args.k}, local Spark with {spark.sparkContext.defaultParallelism} cores, "
+          f"job options {options or 'default'}")
     rows = []
     for seed in args.seeds:
         t = time.perf_counter()
-        q = quantize(df, QuantizeConfig(k=args.k, seed=seed), len(x), "pool", 0, None)
+        q = quantize(df, QuantizeConfig(**{**options, "k": args.k, "seed": seed}), len(x), "pool", 0, None)
         ours = time.perf_counter() - t
         print(size_line(f"job (k-means++ + MLlib), seed {seed}", ours, q.stats), flush=True)
         t = time.perf_counter()
@@ -114,8 +119,10 @@ def run_real(args, spark) -> None:
 
 
 def run_scale(args, spark) -> None:
+    import shutil
+
     from gio_spark.job.config import QuantizeConfig
-    from gio_spark.job.quantize import quantize
+    from gio_spark.job.quantize import assign, cluster_stats, fit_centroids
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_scale import jvm_peak_rss_mib, synthetic
@@ -125,23 +132,27 @@ def run_scale(args, spark) -> None:
     del pool
     cfg = QuantizeConfig(k=args.k, seed=0)
     out = Path(args.work) / "scale_assignments"
-    import shutil
-
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
-    q = quantize(df, cfg, args.rows, "scale", 0, str(out))
-    seconds = time.perf_counter() - t
-    fit_rows = q.stats["fit_rows_target"]
-    print(size_line(f"job, {args.rows:,} x {args.dim}, K={args.k}", seconds, q.stats))
-    print(f"fit on about {fit_rows:,} rows ({cfg.sample_per_centroid} per centroid), every row assigned and written "
-          f"in one pass; peak RSS: Python driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, "
+    centroids, info = fit_centroids(df, cfg, args.rows, "scale", 0)
+    fit_s = time.perf_counter() - t
+    t = time.perf_counter()
+    assign(df, centroids).write.parquet(str(out))
+    assign_s = time.perf_counter() - t
+    sizes, stats = cluster_stats(spark.read.parquet(str(out)), len(centroids))
+    cores = spark.sparkContext.defaultParallelism
+    print(size_line(f"job, {args.rows:,} x {args.dim}, K={args.k}", fit_s + assign_s, stats))
+    print(f"fit {fit_s:.1f} s on about {info['fit_rows_target']:,} rows ({cfg.sample_per_centroid} per centroid; "
+          f"driver start on {cfg.driver_rows_per_centroid} per centroid, {cfg.max_iter} MLlib iterations); "
+          f"assignment of every row, written in one pass: {assign_s:.1f} s")
+    print(f"peak RSS: Python driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, "
           f"JVM {jvm_peak_rss_mib(spark):.0f} MiB (local mode: the executors are in the JVM)")
-    per_row = seconds / args.rows
-    flops = 2.0 * args.k * args.dim
-    print(f"{per_row * 1e6:.1f} us per row here at K={args.k}, d={args.dim}; the assignment pass grows with "
-          f"rows x K x d, the fit with K only (capped sample). At K=1500, d=768 (x{1500 * 768 * 2 / flops:.0f} "
-          f"the flops per row) 35M rows would take about {per_row * 35e6 * 1500 * 768 * 2 / flops / 3600:.1f} "
-          f"core-pair-hours at this rate, split across the cluster's cores")
+    per_row = assign_s * cores / args.rows
+    scale = (1500 * 768) / (args.k * args.dim)
+    print(f"assignment: {per_row * 1e6:.1f} core-us per row at K={args.k}, d={args.dim} ({cores} cores). It grows "
+          f"with K x d; the fit does not grow with the pool (capped sample). At K=1500, d=768 (x{scale:.0f}) "
+          f"35M rows would take about {per_row * scale * 35e6 / 3600:.1f} core-hours to assign, split across "
+          f"the cluster's cores")
 
 
 def main() -> int:
@@ -150,6 +161,7 @@ def main() -> int:
     ap.add_argument("--k", type=int)
     ap.add_argument("--seeds", type=int, nargs="*", default=[0])
     ap.add_argument("--old", action="store_true", help="also time MLlib's k-means|| as the job ran it before")
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a quantize setting")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--work", default="/tmp/gio-bench-quantize")
@@ -158,6 +170,7 @@ def main() -> int:
         print(f"skipped: shared data not found at {DATA}")
         return 0
     args.k = args.k or (1500 if args.mode == "real" else 500)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from gio_spark.job.session import get_spark
 
     spark = get_spark("local[2]")

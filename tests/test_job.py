@@ -11,7 +11,7 @@ import pytest
 from gio_spark.cli import main
 from gio_spark.demo import generate
 from gio_spark.errors import UserError
-from gio_spark.job.config import config_from_dict
+from gio_spark.job.config import QuantizeConfig, config_from_dict
 from gio_spark.job.pipeline import run_job
 
 pytestmark = pytest.mark.spark
@@ -213,6 +213,6 @@ def test_demo_run_reports_what_was_selected(spark, tmp_path, capsys, caplog):
     assert f"({summary['pairs_selected']} of 1200, {summary['clusters_chosen']} of 60 clusters)" in printed
     logs = [r.getMessage() for r in caplog.records]
     assert any(re.match(r"embed train: done in .*, 1,200 / 1,200 rows \(100%\), [\d.,]+ rows/s$", m) for m in logs)
-    assert any(re.match(rf"quantize train: done in .*, {manifest['quantize']['train']['kmeans_iterations']} / 20 "
+    assert any(re.match(rf"quantize train: done in .*, {manifest['quantize']['train']['kmeans_iterations']} / {QuantizeConfig().max_iter} "
                         r"k-means iterations$", m) for m in logs)
     assert any(m.startswith(f"select: {selection['iterations']} / 40 iterations, stop: ") for m in logs)

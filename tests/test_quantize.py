@@ -40,7 +40,7 @@ def test_hashed_subset_does_not_depend_on_partitioning(spark):
 
 def test_same_centroids_and_sizes_on_any_partitioning(spark):
     x = blobs()
-    cfg = QuantizeConfig(k=12, seed=1, sample_per_centroid=30, seed_rows_per_centroid=20)
+    cfg = QuantizeConfig(k=12, seed=1, sample_per_centroid=30, driver_rows_per_centroid=20)
     one = quantize(frame(spark, x, 1), cfg, len(x), "train", 0, None)
     many = quantize(frame(spark, x, 5), cfg, len(x), "train", 0, None)
     np.testing.assert_array_equal(one.centroids, many.centroids)

@@ -25,7 +25,7 @@ InputFormat = Literal["text", "tsv", "parquet", "hf", "vectors"]
 OutputFormat = Literal["parquet", "tsv", "text"]
 EmbedSide = Literal["src", "tgt", "both"]
 IfExists = Literal["fail", "skip", "overwrite"]
-InitMode = Literal["k-means++", "k-means||"]
+InitMode = Literal["sample-k-means", "k-means++", "k-means||"]
 
 INPUT_FORMATS = choices(InputFormat)
 OUTPUT_FORMATS = choices(OutputFormat)
@@ -89,12 +89,16 @@ class QuantizeConfig:
     enabled: Flag = True
     k: Annotated[int, Field(ge=2)] = 1500
     seed: int = 0
-    max_iter: Count = 20
+    max_iter: Count = 5  # MLlib Lloyd iterations over the fit sample
     tol: Annotated[float, Field(gt=0)] = 1e-4  # MLlib's epsilon: stop when no centroid moves further
-    init_mode: InitMode = "k-means++"  # k-means++ seeds on the driver; or "k-means||", MLlib's own
+    # the start MLlib's Lloyd runs from: "sample-k-means" (k-means++ and Lloyd on a driver-side
+    # sample), "k-means++" (seeds only, on that sample) or "k-means||" (MLlib's own)
+    init_mode: InitMode = "sample-k-means"
     init_steps: Count = 2  # k-means|| only
     sample_per_centroid: Count = 256  # fit on at most this many rows per centroid (faiss's default)
-    seed_rows_per_centroid: Count = 32  # k-means++ seeding on at most this many rows per centroid
+    # the driver-side start uses at most this many rows per centroid (2 or more: at least k rows)
+    driver_rows_per_centroid: Annotated[int, Field(ge=2)] = 32
+    driver_max_iter: Count = 20  # Lloyd iterations on the driver-side sample (sample-k-means)
     max_direct_rows: Count = 200_000  # selection on rows without quantization is for small pools
 
 

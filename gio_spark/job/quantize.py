@@ -4,9 +4,10 @@ What runs (see README, "Quantization"):
 1. fit sample: every row when the side has at most ``sample_per_centroid * k`` rows, else a
    uniform sample of about that many, chosen by a hash of (pair_id, seed), so the same rows on
    any cluster;
-2. seeds: k-means++ (scikit-learn's ``kmeans_plusplus``) on the driver, over at most
-   ``seed_rows_per_centroid * k`` rows of the fit sample, in pair-id order;
-3. Lloyd: Spark MLlib k-means over the fit sample from those seeds (``initialModel``), its
+2. start: on the driver, over at most ``driver_rows_per_centroid * k`` rows of the fit sample in
+   pair-id order, scikit-learn's k-means++ seeds and then up to ``driver_max_iter`` of its Lloyd
+   iterations (``init_mode="sample-k-means"``), or the seeds alone (``"k-means++"``);
+3. Lloyd: Spark MLlib k-means over the fit sample from that start (``initialModel``), its
    input split into a number of partitions that depends on the data alone, rows in pair-id order;
 4. assignment: every row to its nearest centroid in one distributed pass, a float64 GEMM per
    Arrow batch, with its squared distance; sizes and inertia come from that pass.
@@ -85,13 +86,21 @@ def in_fixed_order(df: DataFrame, rows: int) -> DataFrame:
     return df.repartition(parts, "pair_id").sortWithinPartitions("pair_id")
 
 
-def kmeans_plusplus_seeds(sample: DataFrame, k: int, seed: int) -> np.ndarray:
-    """k-means++ seeds (scikit-learn) of a sample small enough for the driver, in pair-id order."""
-    from sklearn.cluster import kmeans_plusplus
+def driver_start(sample: DataFrame, k: int, cfg: QuantizeConfig, seed: int) -> np.ndarray:
+    """MLlib's start, from a sample small enough for the driver (in pair-id order): k-means++
+    seeds, then for ``sample-k-means`` up to ``driver_max_iter`` Lloyd iterations (scikit-learn)."""
+    from sklearn.cluster import KMeans, kmeans_plusplus
+    from threadpoolctl import threadpool_limits
 
     pdf = sample.select("pair_id", "embedding").orderBy("pair_id").toPandas()
     x = np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
     centers, _ = kmeans_plusplus(x, n_clusters=k, random_state=seed)
+    if cfg.init_mode == "sample-k-means":
+        # one OpenMP thread: scikit-learn's per-thread partial sums would make the last bits
+        # depend on the driver's core count
+        with threadpool_limits(limits=1, user_api="openmp"):
+            km = KMeans(n_clusters=k, init=centers, n_init=1, max_iter=cfg.driver_max_iter, random_state=seed)
+            centers = km.fit(x).cluster_centers_
     return centers
 
 
@@ -160,17 +169,18 @@ def fit_centroids(embeddings: DataFrame, cfg: QuantizeConfig, rows: int, name: s
     fit_rows = min(rows, cfg.sample_per_centroid * k)
     fit = in_fixed_order(hashed_subset(embeddings, rows, fit_rows, seed), fit_rows).cache()
     try:
-        seeds = None
-        if cfg.init_mode == "k-means++":
-            seed_rows = min(fit_rows, cfg.seed_rows_per_centroid * k)
-            seeds = kmeans_plusplus_seeds(hashed_subset(fit, fit_rows, seed_rows, seed + 1), k, seed)
-            log.info("%s: k-means++ seeds from about %d rows", name, seed_rows)
+        seeds, driver_rows = None, 0
+        if cfg.init_mode != "k-means||":
+            driver_rows = min(fit_rows, cfg.driver_rows_per_centroid * k)
+            seeds = driver_start(hashed_subset(fit, fit_rows, driver_rows, seed + 1), k, cfg, seed)
+            log.info("%s: %s start on the driver from about %d rows", name, cfg.init_mode, driver_rows)
         log.info("%s: MLlib k-means, k=%d, on about %d of %d rows (at most %d per centroid), up to %d iterations",
                  name, k, fit_rows, rows, cfg.sample_per_centroid, cfg.max_iter)
         centroids = mllib_lloyd(fit, k, cfg, seed, seeds)
     finally:
         fit.unpersist()
-    return centroids, {"k": k, "k_requested": cfg.k, "fit_rows_target": fit_rows, "init_mode": cfg.init_mode}
+    return centroids, {"k": k, "k_requested": cfg.k, "fit_rows_target": fit_rows, "driver_rows_target": driver_rows,
+                       "init_mode": cfg.init_mode}
 
 
 def quantize(embeddings: DataFrame, cfg: QuantizeConfig, rows: int, name: str, seed_offset: int,

@@ -57,6 +57,30 @@ def test_a_stage_without_a_counter_shows_its_total(spark, caplog):
     assert re.match(r"reading: done in \d+ s, 50 / 50 rows \(100%\), [\d.,]+ rows/s$", caplog.records[-1].getMessage())
 
 
+def test_rows_written_are_the_rows_done_of_a_writing_stage(spark, tmp_path, caplog):
+    import time
+
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import udf
+
+    @udf("long")
+    def slow(x):
+        time.sleep(0.25)
+        return x
+
+    with caplog.at_level(logging.INFO, logger="gio_spark.progress"):
+        with spark_progress(spark, "test write", every_s=0.2, total_rows=16, outputs_per_row=1) as progress:
+            spark.range(0, 16, numPartitions=8).select(slow(F.col("id")).alias("id")).write.parquet(str(tmp_path / "o"))
+            deadline = time.time() + 10
+            while progress.rows_done() < 16 and time.time() < deadline:  # the status store trails a little
+                time.sleep(0.1)
+            assert progress.rows_done() == 16
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("test write:")]
+    done = [int(m.group(1)) for m in (re.search(r"(\d+) / 16 rows", line) for line in lines) if m]
+    assert done == sorted(done) and any(0 < d < 16 for d in done), lines  # seen part-way
+    assert any("rows/s, ETA" in line for line in lines), lines
+
+
 def test_kmeans_iterations_are_counted(spark, caplog):
     from gio_spark.job.config import QuantizeConfig
     from gio_spark.job.quantize import quantize

@@ -122,7 +122,9 @@ def _run_locked(cfg: JobConfig, spark, lock: OutputLock) -> dict[str, Any]:
         stages.fs.delete(tmp_root)
     tmp = storage.join(tmp_root, f"selected-{uuid.uuid4().hex[:8]}")
     t = time.perf_counter()
-    with spark_progress(spark, "write", total_rows=selection["pairs_selected"]):
+    # text output writes each pair twice, once per language file
+    with spark_progress(spark, "write", total_rows=selection["pairs_selected"],
+                        outputs_per_row=2 if cfg.output_format == "text" else 1):
         written = _explode_and_write(spark, stages, cfg, selection, tmp, vectors)
     stages.fs.move(storage.spark_uri(tmp), storage.spark_uri(storage.join(out, "selected")))
     stages.fs.delete(tmp_root)
@@ -213,7 +215,7 @@ def _stage_read(spark, stages: StageStore, cfg: JobConfig, side: str, key: str, 
 
     def compute() -> dict:
         try:
-            with spark_progress(spark, f"read {side}") as progress:
+            with spark_progress(spark, f"read {side}", outputs_per_row=1) as progress:
                 if inp.format == "vectors":
                     df, stats = read_vectors(spark, inp, side, files)
                     progress.set_total(stats.rows_in)

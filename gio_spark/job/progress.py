@@ -2,11 +2,15 @@
 
 The Spark jobs of a stage get the description ``gio-spark: <label>`` (Spark UI, History
 Server) and a job tag, so the status tracker tells which jobs are the stage's. Rows done
-come from an accumulator that the stage's tasks add to (the embedding UDF does); Spark
-merges a task's additions on the driver when the task succeeds, so the count is exact for
-finished tasks, wherever the executors run, and a failed attempt adds nothing. Stages
-without such a counter show their row total and the running Spark stage's tasks with its
-ETA. k-means iterations are MLlib's per-iteration jobs.
+come from one of two places:
+- an accumulator that the stage's tasks add to (the embedding UDF does); Spark merges a task's
+  additions on the driver when the task succeeds, so the count is exact for finished tasks,
+  wherever the executors run, and a failed attempt adds nothing;
+- for stages that write their rows (reading, writing), the records written by the stage's
+  Spark jobs, from Spark's own status store (the numbers of the UI's "Output" column: running
+  tasks report theirs with each executor heartbeat).
+Before any row is done, the line shows the running Spark stage's tasks and its ETA. k-means
+iterations are MLlib's per-iteration jobs.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ class StageProgress:
     """What one stage has done so far, from its row counter and Spark's status tracker."""
 
     def __init__(self, spark, label: str, total_rows: Optional[int] = None, max_iter: Optional[int] = None,
-                 count_rows: bool = False) -> None:
+                 count_rows: bool = False, outputs_per_row: int = 0) -> None:
         self.sc = spark.sparkContext
         self.tracker = self.sc.statusTracker()
         self.label = label
@@ -46,6 +50,7 @@ class StageProgress:
         self.max_iter = max_iter
         self.total_rows = None if total_rows is None else int(total_rows)
         self.counter = self.sc.accumulator(0) if count_rows else None
+        self.outputs_per_row = outputs_per_row  # > 0: rows done are records written / this
         self._iteration_jobs: set[int] = set()
         self._other_jobs: set[int] = set()
 
@@ -61,11 +66,28 @@ class StageProgress:
             return sorted(int(j) for j in self.tracker.getActiveJobsIds())
 
     def rows_done(self) -> Optional[int]:
-        """Rows of the tasks that finished so far (None without a row counter)."""
-        if self.counter is None:
+        """Rows done so far: of the tasks that finished (row counter), or written (output
+        records); None when the stage has neither."""
+        if self.counter is not None:
+            done = int(self.counter.value)
+        elif self.outputs_per_row:
+            done = self.records_written() // self.outputs_per_row
+        else:
             return None
-        done = int(self.counter.value)
         return min(done, self.total_rows) if self.total_rows is not None else done
+
+    def records_written(self) -> int:
+        """Records written so far by this stage's Spark jobs (Spark's status store)."""
+        store = self.sc._jsc.sc().statusStore()
+        written = 0
+        for job_id in self.job_ids():
+            info = self.tracker.getJobInfo(job_id)
+            for stage_id in info.stageIds if info is not None else ():
+                try:
+                    written += int(store.lastStageAttempt(stage_id).outputRecords())
+                except Exception:  # a stage that was skipped, or not started yet
+                    continue
+        return written
 
     def kmeans_iterations(self) -> int:
         """MLlib k-means iterations started so far (one Spark job each)."""
@@ -141,12 +163,14 @@ class StageProgress:
 @contextmanager
 def spark_progress(
     spark, label: str, every_s: float = 30.0, total_rows: Optional[int] = None, max_iter: Optional[int] = None,
-    count_rows: bool = False,
+    count_rows: bool = False, outputs_per_row: int = 0,
 ) -> Iterator[StageProgress]:
     """Log the stage's progress every ``every_s`` seconds and once at its end; the label is
     the description of the Spark jobs started meanwhile (Spark UI, event log). With
-    ``count_rows``, ``progress.counter`` is an accumulator for the tasks to add their rows to."""
-    progress = StageProgress(spark, label, total_rows=total_rows, max_iter=max_iter, count_rows=count_rows)
+    ``count_rows``, ``progress.counter`` is an accumulator for the tasks to add their rows to; with
+    ``outputs_per_row``, rows done are the records the stage's jobs wrote, divided by it."""
+    progress = StageProgress(spark, label, total_rows=total_rows, max_iter=max_iter, count_rows=count_rows,
+                             outputs_per_row=outputs_per_row)
     sc = progress.sc
     previous = sc.getLocalProperty("spark.job.description")
     sc.setJobDescription(f"gio-spark: {label}")

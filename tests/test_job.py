@@ -216,3 +216,15 @@ def test_demo_run_reports_what_was_selected(spark, tmp_path, capsys, caplog):
     assert any(re.match(rf"quantize train: done in .*, {manifest['quantize']['train']['kmeans_iterations']} / {QuantizeConfig().max_iter} "
                         r"k-means iterations$", m) for m in logs)
     assert any(m.startswith(f"select: {selection['iterations']} / 40 iterations, stop: ") for m in logs)
+
+
+def test_report_says_one_pair_per_cluster_when_k_is_the_row_count():
+    from gio_spark.job.report import _quantization_text
+
+    pool = {"rows": 35000, "clusters": 1500, "mean_sqdist": 0.6, "singletons": 0, "empty": 0,
+            "size_p50": 22, "size_p90": 37, "size_max": 86}
+    small = {"rows": 500, "clusters": 500, "mean_sqdist": 0.0, "singletons": 500, "empty": 0,
+             "size_p50": 1, "size_p90": 1, "size_max": 1}
+    lines = _quantization_text({"quantization": {"train": pool, "target": small}})
+    assert lines[0].endswith("max 86; 0 singletons, 0 empty")
+    assert lines[1] == "k-means, target: 500 pairs in 500 clusters: one pair per cluster (the side has no more rows than k)"

@@ -71,8 +71,12 @@ def _quantization_text(summary: dict) -> list[str]:
     for side, q in summary.get("quantization", {}).items():
         if q.get("mean_sqdist") is None:
             continue
+        head = f"k-means, {side}: {q['rows']:,} pairs in {q['clusters']:,} clusters"
+        if q["clusters"] == q["rows"]:  # k was lowered to the row count: singletons by construction
+            lines.append(f"{head}: one pair per cluster (the side has no more rows than k)")
+            continue
         lines.append(
-            f"k-means, {side}: {q['rows']:,} pairs in {q['clusters']:,} clusters; mean squared distance to the centroid "
+            f"{head}; mean squared distance to the centroid "
             f"{q['mean_sqdist']:.3f}; cluster size median {q['size_p50']:.0f}, p90 {q['size_p90']:.0f}, "
             f"max {q['size_max']:.0f}; {q['singletons']} singletons, {q['empty']} empty"
         )

@@ -19,7 +19,7 @@ from .lock import LOCK_NAME, OutputLock
 from .manifest import package_versions
 from .report import render_report
 from .progress import spark_progress
-from .quantize import quantize
+from .quantize import check_direct_rows, quantize
 from .readers import InputFiles, kept_pairs, list_input, read_failure, read_pairs, read_vectors, summarize
 from .session import get_spark, owns, session_info, warn_local_paths
 from .stages import StageStore, digest
@@ -168,9 +168,8 @@ def check_counts(cfg: JobConfig, inputs: dict[str, dict]) -> None:
     if target < need:
         raise UserError(f"target has {target} usable pairs; GIO's k-NN estimator with k={cfg.gio.k} needs at least "
                         f"{need} (add target pairs or lower gio.k)")
-    if not cfg.quantize.enabled and train > cfg.quantize.max_direct_rows:
-        raise UserError(f"train: selecting on rows directly collects them to the driver; {train} rows is over "
-                        f"quantize.max_direct_rows={cfg.quantize.max_direct_rows}. Enable quantization or raise the limit")
+    if not cfg.quantize.enabled:
+        check_direct_rows(train, cfg.quantize.max_direct_rows, "train")
     dims = {side: inputs[side].get("dim") for side in ("train", "target")}
     if None not in dims.values() and dims["train"] != dims["target"]:
         raise UserError(f"train vectors have dimension {dims['train']} but target vectors {dims['target']}")

@@ -204,13 +204,18 @@ def quantize(embeddings: DataFrame, cfg: QuantizeConfig, rows: int, name: str, s
     return Quantized(centroids=centroids, sizes=sizes, stats={**info, **stats})
 
 
-def rows_as_clusters(embeddings: DataFrame, rows: int, limit: int, name: str) -> tuple[np.ndarray, DataFrame]:
-    """No quantization: every row is its own cluster (for small pools; rows go to the driver)."""
+def check_direct_rows(rows: int, limit: int, name: str) -> None:
+    """Selection on rows without quantization collects them to the driver: at most ``limit``."""
     if rows > limit:
         raise UserError(
             f"{name}: selecting on rows directly collects them to the driver; {rows} rows is over "
             f"quantize.max_direct_rows={limit}. Enable quantization or raise the limit"
         )
+
+
+def rows_as_clusters(embeddings: DataFrame, rows: int, limit: int, name: str) -> tuple[np.ndarray, DataFrame]:
+    """No quantization: every row is its own cluster (for small pools; rows go to the driver)."""
+    check_direct_rows(rows, limit, name)
     data = embeddings.select("pair_id", "embedding").orderBy("pair_id").collect()
     vecs = np.asarray([r["embedding"] for r in data], dtype=np.float32)
     assignments = embeddings.sparkSession.createDataFrame(

@@ -83,8 +83,8 @@ def _quantization_text(summary: dict) -> list[str]:
     return lines + ([""] if lines else [])
 
 
-def _examples_text(summary: dict) -> str:
-    lines = _quantization_text(summary) + ["Example pairs (two per cluster) of the first and the last clusters GIO added; rank = order added"]
+def _examples_lines(summary: dict) -> list[str]:
+    lines = ["Example pairs (two per cluster) of the first and the last clusters GIO added; rank = order added"]
     previous = 0
     for ex in summary["examples"]:
         if ex["rank"] > previous + 1:
@@ -99,7 +99,7 @@ def _examples_text(summary: dict) -> str:
                 lines.append(f"      pair_id {pair['pair_id']}")
     if not summary["examples"]:
         lines.append("(nothing was selected)")
-    return "\n".join(lines)
+    return lines
 
 
 def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distances: np.ndarray,
@@ -114,7 +114,8 @@ def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distan
     pool_sizes = np.asarray(pool_sizes, dtype=float)
     mask = np.zeros(len(pool_sizes), dtype=bool)
     mask[np.asarray(selection["chosen_clusters"], dtype=np.int64)] = True
-    n_lines = 3 + 3 * max(len(summary["examples"]), 1) + len(_quantization_text(summary))
+    quantization = _quantization_text(summary)
+    n_lines = 3 + 3 * max(len(summary["examples"]), 1) + len(quantization)
     fig = plt.figure(figsize=(17, 6.2 + 0.17 * n_lines))
     grid = fig.add_gridspec(2, 3, height_ratios=[5.0, 0.2 * n_lines], hspace=0.62, wspace=0.35)
     _kl_panel(fig.add_subplot(grid[0, 0]), selection, summary)
@@ -123,7 +124,7 @@ def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distan
     _sizes_panel(fig.add_subplot(grid[0, 2]), selection, summary)
     text = fig.add_subplot(grid[1, :])
     text.axis("off")
-    text.text(0.0, 1.0, _examples_text(summary), family="monospace", fontsize=8, va="top", ha="left",
+    text.text(0.0, 1.0, "\n".join(quantization + _examples_lines(summary)), family="monospace", fontsize=8, va="top", ha="left",
               transform=text.transAxes)
     headline = (
         f"Selected {summary['pairs_selected']:,} of {summary['pairs_in_pool']:,} pool pairs "

@@ -1,0 +1,73 @@
+"""Golden shape of a run: the output layout, the stage names, the manifest's keys and what a
+rerun reuses. A change to any of these is a change users see: update the constants here on
+purpose, never by accident."""
+import json
+
+import pandas as pd
+import pytest
+
+from gio_spark.job.pipeline import run_job
+
+from .test_job import POOL, TARGET, job, write_text
+
+pytestmark = pytest.mark.spark
+
+STAGES = ["pairs_train", "pairs_target", "embed_train", "embed_target", "quantize_train", "quantize_target", "select"]
+OUTPUT_ENTRIES = {"selected", "_stages", "manifest.json", "report.png", "_SUCCESS"}
+MANIFEST_KEYS = {"output", "summary", "output_format", "config", "versions", "rows", "skipped", "inputs", "quantize",
+                 "selection", "stages_reused", "seconds", "spark"}
+SUMMARY_KEYS = {"pairs_selected", "pairs_in_pool", "share_of_pool", "clusters_chosen", "clusters_total", "unit",
+                "iterations", "max_iter", "stop_reason", "stop_explained", "kl", "nearest_target_distance", "examples",
+                "quantization"}
+ROWS_KEYS = {"train_in", "train_kept", "target_in", "target_kept", "selected"}
+SELECTION_KEYS = {"selected_indices", "init_indices", "kl_curve", "initial_kl", "final_kl", "stop_reason", "iterations",
+                  "points_added", "n_resets", "gd_steps", "init_size", "timings", "chosen_clusters",
+                  "chosen_cluster_sizes", "pairs_selected", "knn_kl_chosen_centroids"}
+INPUT_KEYS = {"rows_in", "rows_kept", "skipped", "files"}
+QUANTIZE_KEYS = {"rows", "clusters", "quantized", "kmeans_iterations", "k", "k_requested", "fit_rows_target",
+                 "driver_rows_target", "init_mode", "inertia", "mean_sqdist", "size_percentiles", "singletons", "empty",
+                 "top10pct_share"}
+SELECTED_COLUMNS = {"pair_id", "src", "tgt", "cluster", "selection_rank"}
+
+
+@pytest.fixture(scope="module")
+def golden_run(spark, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("golden")
+    train, target = write_text(folder, "train", POOL), write_text(folder, "target", TARGET)
+    manifest = run_job(job(folder, train, target), spark)
+    return folder, train, target, manifest
+
+
+def test_output_layout_and_stage_names(golden_run):
+    folder, _, _, manifest = golden_run
+    out = folder / "out"
+    assert {p.name for p in out.iterdir()} == OUTPUT_ENTRIES
+    assert sorted(p.name for p in (out / "_stages").iterdir()) == sorted(STAGES)
+    assert set(pd.read_parquet(out / "selected").columns) == SELECTED_COLUMNS
+    assert json.loads((out / "_SUCCESS").read_text()) == {"rows": manifest["rows"]["selected"]}
+
+
+def test_manifest_keys(golden_run):
+    folder, _, _, manifest = golden_run
+    assert json.loads((folder / "out" / "manifest.json").read_text()) == json.loads(json.dumps(manifest))
+    assert set(manifest) == MANIFEST_KEYS
+    assert set(manifest["summary"]) == SUMMARY_KEYS
+    assert set(manifest["rows"]) == ROWS_KEYS
+    assert set(manifest["selection"]) == SELECTION_KEYS
+    assert set(manifest["inputs"]) == {"train", "target"}
+    assert all(set(manifest["inputs"][s]) == INPUT_KEYS for s in ("train", "target"))
+    assert all(set(manifest["quantize"][s]) == QUANTIZE_KEYS for s in ("train", "target"))
+    assert set(manifest["seconds"]) == {*STAGES, "write", "report", "total"}
+    assert manifest["stages_reused"] == []
+
+
+def test_resume_reuses_exactly_what_did_not_change(golden_run, spark):
+    folder, train, target, first = golden_run
+    again = run_job(job(folder, train, target, if_exists="overwrite"), spark)
+    assert again["stages_reused"] == STAGES
+    assert again["selection"]["chosen_clusters"] == first["selection"]["chosen_clusters"]
+    assert again["rows"] == first["rows"]
+    other_k = run_job(job(folder, train, target, if_exists="overwrite", quantize={"k": 25}), spark)
+    assert other_k["stages_reused"] == STAGES[:4]
+    skipped = run_job(job(folder, train, target, if_exists="skip", quantize={"k": 25}), spark)
+    assert skipped == other_k

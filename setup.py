@@ -9,6 +9,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["gio_spark", "gio_spark.*"]),
+    package_data={"gio_spark.job": ["log4j2.properties"]},
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.24",

@@ -65,14 +65,18 @@ def _worker(args: tuple) -> tuple[int, float]:
     import pandas as pd
 
     from gio_spark.job.config import EmbeddingConfig
-    from gio_spark.job.embed import embed_batch, load_model
+    from gio_spark.job.embed import SentenceEmbedder
 
-    model = load_model(model_name, device)
-    cfg = EmbeddingConfig(model=model_name, batch_size=batch, gpu_batch_size=batch)
-    embed_batch(model, cfg, pd.Series(texts[:batch]), None)  # warm up kernels
+    embedder = SentenceEmbedder(EmbeddingConfig(model=model_name, batch_size=batch, gpu_batch_size=batch,
+                                                device=device))
+
+    def task(rows: list[str]):
+        return embedder.embed_task(pd.DataFrame({"pair_id": range(len(rows)), "src": rows}))
+
+    task(texts[:batch])  # load the model, warm up kernels
     t = time.perf_counter()
     for start in range(0, len(texts), arrow_batch):
-        embed_batch(model, cfg, pd.Series(texts[start:start + arrow_batch]), None)
+        task(texts[start:start + arrow_batch])
     if device.startswith("cuda"):
         import torch
 
@@ -141,7 +145,7 @@ def main() -> None:
     encode(model, texts, args.batch_size)
     print(f"the UDF's own batching, in-process ({args.cores} threads): {len(texts) / (time.perf_counter() - t):8.1f} sentences/s")
 
-    from gio_spark.job.embed import embed_pairs_df
+    from gio_spark.job.embed import SentenceEmbedder
     from gio_spark.job.session import get_spark
 
     spark = get_spark(f"local[{args.cores}]")
@@ -152,7 +156,8 @@ def main() -> None:
 
     def timed() -> float:
         t0 = time.perf_counter()
-        embed_pairs_df(df, cfg).write.format("noop").mode("overwrite").save()
+        df.mapInPandas(SentenceEmbedder(cfg), "pair_id long, embedding array<float>").write.format("noop") \
+            .mode("overwrite").save()
         return time.perf_counter() - t0
 
     cold = len(texts) / timed()

@@ -45,7 +45,6 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from gio_spark.job.config import config_from_dict
     from gio_spark.job.pipeline import run_job
-    from gio_spark.job.readers import kept_pairs
     from gio_spark.job.session import get_spark
 
     spark = get_spark()
@@ -71,8 +70,8 @@ def main() -> int:
             sel = spark.read.parquet(str(Path(args.work) / "run" / "selected")).select("pair_id").toPandas()
             files = (sel.pair_id.to_numpy() >> FILE_SHIFT).astype(int)
             hits = sum(1 for f in files if domain_of_file[f] == domain)
-            pool = kept_pairs(spark.read.parquet(str(Path(args.work) / "run" / "_stages" / "pairs_train" / "data")))
-            pool = pool.select("pair_id").toPandas()
+            pool = spark.read.parquet(manifest["stages"]["pairs_train"]["path"] + "/pairs")
+            pool = pool.filter("_skip IS NULL").select("pair_id").toPandas()
             pool_files = (pool.pair_id.to_numpy() >> FILE_SHIFT).astype(int)
             in_domain = sum(1 for f in pool_files if domain_of_file[f] == domain)
             rng = np.random.default_rng(0)

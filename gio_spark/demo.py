@@ -1,64 +1,85 @@
 """A small generated German-English corpus for the embedded default run (``gio-spark run --demo``).
 
 Four domains (medicine, law, software, everyday talk) built from parallel sentence templates
-and slot fillers; the pool mixes all four, the target is medicine only, so a good selection
-is mostly medical.
+whose slots are filled with parallel phrases, so both sides read as real translations; the
+pool mixes all four, the target is medicine only, so a good selection is mostly medical.
 """
 from __future__ import annotations
 
 import random
+import string
 from typing import Any
 
-from .job import storage
-
-# (english template, german template); {a} and {b} are filled from the domain's slots
+# per domain: (english, german) templates, and for each {slot} its (english, german) fillers
 DOMAINS: dict[str, dict[str, Any]] = {
     "medicine": {
         "templates": [
-            ("Take {a} tablets of {b} every day with water.", "Nehmen Sie täglich {a} Tabletten {b} mit Wasser ein."),
-            ("Tell your doctor if you have {b} before you take this medicine.", "Informieren Sie Ihren Arzt, wenn Sie {b} haben, bevor Sie dieses Arzneimittel einnehmen."),
-            ("Common side effects of {b} include headache and nausea.", "Häufige Nebenwirkungen von {b} sind Kopfschmerzen und Übelkeit."),
-            ("Do not use {b} if you are allergic to the active substance.", "Wenden Sie {b} nicht an, wenn Sie allergisch gegen den Wirkstoff sind."),
-            ("The recommended dose is {a} mg per kilogram of body weight.", "Die empfohlene Dosis beträgt {a} mg pro Kilogramm Körpergewicht."),
-            ("Store {b} below 25 degrees in the original package.", "Lagern Sie {b} unter 25 Grad in der Originalverpackung."),
+            ("Take {n} tablets of {drug} every day with water.", "Nehmen Sie täglich {n} Tabletten {drug} mit Wasser ein."),
+            ("Tell your doctor if you have {cond} before you take this medicine.",
+             "Informieren Sie Ihren Arzt, wenn Sie {cond} haben, bevor Sie dieses Arzneimittel einnehmen."),
+            ("Common side effects of {drug} include headache and nausea.",
+             "Häufige Nebenwirkungen von {drug} sind Kopfschmerzen und Übelkeit."),
+            ("Do not use {drug} if you are allergic to the active substance.",
+             "Wenden Sie {drug} nicht an, wenn Sie allergisch gegen den Wirkstoff sind."),
+            ("The recommended dose is {mg} mg per kilogram of body weight.",
+             "Die empfohlene Dosis beträgt {mg} mg pro Kilogramm Körpergewicht."),
+            ("Store {drug} below 25 degrees in the original package.", "Lagern Sie {drug} unter 25 Grad in der Originalverpackung."),
         ],
-        "a": ["one", "two", "three", "four", "five", "ten", "twenty"],
-        "b": ["ibuprofen", "insulin", "the vaccine", "this injection", "the capsules", "kidney disease", "diabetes", "high blood pressure"],
+        "n": [("two", "zwei"), ("three", "drei"), ("four", "vier"), ("five", "fünf"), ("ten", "zehn")],
+        "drug": [("ibuprofen", "Ibuprofen"), ("insulin", "Insulin"), ("paracetamol", "Paracetamol"),
+                 ("metformin", "Metformin"), ("aspirin", "Aspirin"), ("amoxicillin", "Amoxicillin")],
+        "cond": [("kidney disease", "eine Nierenerkrankung"), ("diabetes", "Diabetes"),
+                 ("high blood pressure", "hohen Blutdruck"), ("asthma", "Asthma"), ("liver problems", "Leberprobleme")],
+        "mg": [(x, x) for x in ("1", "2", "5", "10", "20")],
     },
     "law": {
         "templates": [
-            ("Article {a} of the regulation shall apply from {b}.", "Artikel {a} der Verordnung gilt ab dem {b}."),
-            ("The Member States shall notify the Commission by {b}.", "Die Mitgliedstaaten teilen dies der Kommission bis zum {b} mit."),
-            ("This decision is addressed to the Member States under article {a}.", "Diese Entscheidung ist gemäß Artikel {a} an die Mitgliedstaaten gerichtet."),
-            ("The committee shall adopt its rules of procedure by {b}.", "Der Ausschuss gibt sich bis zum {b} eine Geschäftsordnung."),
-            ("Paragraph {a} shall be replaced by the following text.", "Absatz {a} erhält folgende Fassung."),
+            ("Article {art} of the regulation shall apply from {date}.", "Artikel {art} der Verordnung gilt ab dem {date}."),
+            ("The Member States shall notify the Commission by {date}.",
+             "Die Mitgliedstaaten teilen dies der Kommission bis zum {date} mit."),
+            ("This decision is addressed to the Member States under article {art}.",
+             "Diese Entscheidung ist gemäß Artikel {art} an die Mitgliedstaaten gerichtet."),
+            ("The committee shall adopt its rules of procedure by {date}.",
+             "Der Ausschuss gibt sich bis zum {date} eine Geschäftsordnung."),
+            ("Paragraph {art} shall be replaced by the following text.", "Absatz {art} erhält folgende Fassung."),
         ],
-        "a": ["1", "2", "3", "5", "7", "12", "28"],
-        "b": ["1 January 2004", "30 June 2010", "31 December 2008", "1 March 2012", "15 May 2006"],
+        "art": [(x, x) for x in ("1", "2", "3", "5", "7", "12", "28")],
+        "date": [("1 January 2004", "1. Januar 2004"), ("30 June 2010", "30. Juni 2010"),
+                 ("31 December 2008", "31. Dezember 2008"), ("1 March 2012", "1. März 2012"), ("15 May 2006", "15. Mai 2006")],
     },
     "software": {
         "templates": [
-            ("Click {b} to save the current {a}.", "Klicken Sie auf {b}, um die aktuelle {a} zu speichern."),
-            ("The {a} could not be opened.", "Die {a} konnte nicht geöffnet werden."),
-            ("Select a {a} from the list and press {b}.", "Wählen Sie eine {a} aus der Liste und drücken Sie {b}."),
-            ("Show hidden {a} in the sidebar", "Versteckte {a} in der Seitenleiste anzeigen"),
-            ("Error while loading the {a} settings", "Fehler beim Laden der {a}-Einstellungen"),
+            ("Click {button} to save the current {item}.", "Klicken Sie auf {button}, um die aktuelle {item} zu speichern."),
+            ("The {item} could not be opened.", "Die {item} konnte nicht geöffnet werden."),
+            ("Select a {item} from the list and press {button}.", "Wählen Sie eine {item} aus der Liste und drücken Sie {button}."),
+            ("Show hidden {items} in the sidebar", "Versteckte {items} in der Seitenleiste anzeigen"),
+            ("Error while loading the {item} settings", "Fehler beim Laden der Einstellungen der {item}"),
         ],
-        "a": ["file", "folder", "window", "session", "configuration", "toolbar"],
-        "b": ["OK", "Apply", "Cancel", "Save", "Next"],
+        "item": [("file", "Datei"), ("session", "Sitzung"), ("configuration", "Konfiguration"), ("toolbar", "Symbolleiste"),
+                 ("page", "Seite")],
+        "items": [("files", "Dateien"), ("folders", "Ordner"), ("windows", "Fenster"), ("toolbars", "Symbolleisten")],
+        "button": [("OK", "OK"), ("Apply", "Übernehmen"), ("Cancel", "Abbrechen"), ("Save", "Speichern"), ("Next", "Weiter")],
     },
     "talk": {
         "templates": [
-            ("Where were you last {b}?", "Wo warst du letzten {b}?"),
-            ("I told you to call me before {a}.", "Ich habe dir gesagt, du sollst mich vor {a} anrufen."),
-            ("We need to get out of here, {b}!", "Wir müssen hier raus, {b}!"),
-            ("Do you really think {a} is coming back?", "Glaubst du wirklich, dass {a} zurückkommt?"),
-            ("Come on, it is only {a}.", "Komm schon, es ist nur {a}."),
+            ("Where were you {when}?", "Wo warst du {when}?"),
+            ("I told you to call me before {time}.", "Ich habe dir gesagt, du sollst mich vor {time} anrufen."),
+            ("We need to get out of here, {name}!", "Wir müssen hier raus, {name}!"),
+            ("Do you really think {who} is coming back?", "Glaubst du wirklich, dass {who} zurückkommt?"),
+            ("Come on, it is only {thing}.", "Komm schon, es ist nur {thing}."),
         ],
-        "a": ["Jack", "your brother", "the old man", "midnight", "eight o'clock", "a game"],
-        "b": ["night", "Monday", "week", "Sarah", "now", "come on"],
+        "when": [("last night", "letzte Nacht"), ("on Monday", "am Montag"), ("last week", "letzte Woche"),
+                 ("yesterday", "gestern")],
+        "time": [("midnight", "Mitternacht"), ("eight o'clock", "acht Uhr"), ("noon", "Mittag")],
+        "name": [("Sarah", "Sarah"), ("Tom", "Tom"), ("guys", "Leute")],
+        "who": [("Jack", "Jack"), ("your brother", "dein Bruder"), ("the old man", "der alte Mann")],
+        "thing": [("a game", "ein Spiel"), ("a dream", "ein Traum"), ("one night", "eine Nacht")],
     },
 }
+
+
+def _slots(template: str) -> list[str]:
+    return sorted({name for _, name, _, _ in string.Formatter().parse(template) if name})
 
 
 def generate(domain: str, n: int, seed: int) -> list[tuple[str, str]]:
@@ -68,28 +89,31 @@ def generate(domain: str, n: int, seed: int) -> list[tuple[str, str]]:
     pairs = []
     for _ in range(n):
         en, de = rng.choice(spec["templates"])
-        a, b = rng.choice(spec["a"]), rng.choice(spec["b"])
-        pairs.append((en.format(a=a, b=b), de.format(a=a, b=b)))
+        fill = {slot: rng.choice(spec[slot]) for slot in _slots(en)}
+        pairs.append((en.format(**{k: v[0] for k, v in fill.items()}), de.format(**{k: v[1] for k, v in fill.items()})))
     return pairs
 
 
-def write_demo_corpus(folder: str, per_domain: int = 300, target_size: int = 120) -> dict[str, str]:
-    """Write train.{en,de} (all domains, shuffled) and target.{en,de} (medicine) under folder."""
+def write_demo_corpus(fs, folder: str, per_domain: int = 300, target_size: int = 120) -> dict[str, str]:
+    """Write train.{en,de} (all domains, shuffled) and target.{en,de} (medicine) under folder,
+    through ``fs`` (the job's FileSystem)."""
     pool = [p for d in DOMAINS for p in generate(d, per_domain, seed=1)]
     random.Random(7).shuffle(pool)
     target = generate("medicine", target_size, seed=2)
+    out = {}
     for name, rows in (("train", pool), ("target", target)):
-        storage.write_text(storage.join(folder, f"{name}.en"), "".join(en + "\n" for en, _ in rows))
-        storage.write_text(storage.join(folder, f"{name}.de"), "".join(de + "\n" for _, de in rows))
-    return {"train": storage.join(folder, "train"), "target": storage.join(folder, "target")}
+        fs.write_text(f"{folder}/{name}.en", "".join(en + "\n" for en, _ in rows))
+        fs.write_text(f"{folder}/{name}.de", "".join(de + "\n" for _, de in rows))
+        out[name] = f"{folder}/{name}"
+    return out
 
 
 def demo_config(output: str) -> dict[str, Any]:
     """Config overrides of the demo run (dotted keys)."""
-    data = storage.join(output, "_demo_data")
+    data = f"{output.rstrip('/')}/_demo_data"
     return {
-        "train.path": storage.join(data, "train"),
-        "target.path": storage.join(data, "target"),
+        "train.path": f"{data}/train",
+        "target.path": f"{data}/target",
         "src_lang": "en",
         "tgt_lang": "de",
         "output": output,

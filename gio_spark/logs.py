@@ -8,15 +8,7 @@ import sys
 import warnings
 
 # Python loggers whose INFO lines are not for users of this package
-QUIET_LOGGERS = ("py4j", "jax", "absl", "urllib3", "botocore", "boto3", "s3transfer", "filelock", "fsspec")
-# Spark and Hadoop loggers whose warnings are routine here (set to ERROR on sessions we own)
-QUIET_LOG4J = (
-    "org.apache.hadoop.util.NativeCodeLoader",  # "Unable to load native-hadoop library"
-    "org.apache.spark.scheduler.DAGScheduler",  # "Broadcasting large task binary"
-    "org.apache.spark.sql.catalyst.util.SparkStringUtils",  # "Truncated the string representation of a plan"
-    "org.apache.spark.util.Utils",  # loopback address notices
-    "dev.ludovic.netlib",  # "Failed to load implementation from: ...JNIBLAS" (Java BLAS is used)
-)
+QUIET_LOGGERS = ("py4j", "jax", "absl", "urllib3", "botocore", "boto3", "s3transfer", "filelock", "fsspec", "werkzeug")
 HANDLER_NAME = "gio-spark"
 PANDAS_WARNING = "PySpark does not yet fully support pandas"
 # read by Python workers that start after this (local mode inherits the driver's environment)
@@ -74,15 +66,3 @@ def configure(verbose: bool = False) -> None:
     current = os.environ.get("PYTHONWARNINGS")
     if worker_filter not in (current or ""):
         os.environ["PYTHONWARNINGS"] = f"{current},{worker_filter}" if current else worker_filter
-
-
-def quiet_spark(spark) -> None:
-    """Routine Spark/Hadoop warnings to ERROR on a session this package created."""
-    try:
-        jvm = spark.sparkContext._jvm
-        configurator = jvm.org.apache.logging.log4j.core.config.Configurator
-        error = jvm.org.apache.logging.log4j.Level.ERROR
-        for name in QUIET_LOG4J:
-            configurator.setLevel(name, error)
-    except Exception as exc:  # another logging backend: leave it as it is
-        logging.getLogger(__name__).debug("log4j levels unchanged: %s", exc)

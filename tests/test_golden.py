@@ -15,7 +15,7 @@ pytestmark = pytest.mark.spark
 STAGES = ["pairs_train", "pairs_target", "embed_train", "embed_target", "quantize_train", "quantize_target", "select"]
 OUTPUT_ENTRIES = {"selected", "_stages", "manifest.json", "report.png", "_SUCCESS"}
 MANIFEST_KEYS = {"output", "summary", "output_format", "config", "versions", "rows", "skipped", "inputs", "quantize",
-                 "selection", "stages_reused", "seconds", "spark"}
+                 "selection", "stages_reused", "stages", "seconds", "spark", "embedding"}
 SUMMARY_KEYS = {"pairs_selected", "pairs_in_pool", "share_of_pool", "clusters_chosen", "clusters_total", "unit",
                 "iterations", "max_iter", "stop_reason", "stop_explained", "kl", "nearest_target_distance", "examples",
                 "quantization"}
@@ -27,6 +27,7 @@ INPUT_KEYS = {"rows_in", "rows_kept", "skipped", "files"}
 QUANTIZE_KEYS = {"rows", "clusters", "quantized", "kmeans_iterations", "k", "k_requested", "fit_rows_target",
                  "driver_rows_target", "init_mode", "inertia", "mean_sqdist", "size_percentiles", "singletons", "empty",
                  "top10pct_share"}
+EMBED_KEYS = {"rows", "model", "side", "partitions", "texts", "distinct_texts", "repeated_texts_skipped"}
 SELECTED_COLUMNS = {"pair_id", "src", "tgt", "cluster", "selection_rank"}
 
 
@@ -58,6 +59,10 @@ def test_manifest_keys(golden_run):
     assert all(set(manifest["inputs"][s]) == INPUT_KEYS for s in ("train", "target"))
     assert all(set(manifest["quantize"][s]) == QUANTIZE_KEYS for s in ("train", "target"))
     assert set(manifest["seconds"]) == {*STAGES, "write", "report", "total"}
+    assert list(manifest["stages"]) == [*STAGES[:2], *STAGES[2:], "write", "report"]
+    assert all(set(r) == {"key", "reused", "resources", "path"} for r in manifest["stages"].values())
+    assert set(manifest["embedding"]) == {"train", "target"}
+    assert all(set(e) == EMBED_KEYS for e in manifest["embedding"].values())
     assert manifest["stages_reused"] == []
 
 

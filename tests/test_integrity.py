@@ -8,13 +8,17 @@ import pytest
 
 from gio_spark.cli import main
 from gio_spark.errors import UserError
-from gio_spark.job import pipeline
+from gio_spark.job import pipeline, stage
 from gio_spark.job.config import InputConfig
-from gio_spark.job.pipeline import run_job, verify_output
-from gio_spark.job.readers import numbered_lines, read_pairs, read_vectors, summarize
-from gio_spark.job.stages import StageStore
+from gio_spark.job.fs import FileSystem
+from gio_spark.job.pipeline import run_job
+from gio_spark.job.readers import numbered_lines
+from gio_spark.job.stage import Runner, Table
+from gio_spark.job.stages.read import summarize
+from gio_spark.job.stages.embed import EmbedStage
+from gio_spark.job.stages.write import verify_output
 
-from .test_job import POOL, TARGET, job, write_text
+from .test_job import POOL, TARGET, job, read_input, write_text
 
 pytestmark = pytest.mark.spark
 
@@ -28,18 +32,17 @@ def target(tmp_path):
 
 @pytest.fixture()
 def stage_log(monkeypatch):
-    """Names of the stages each run_job call computed (not reused), in order."""
+    """Names of the reusable stages each run_job call computed (not reused), in order."""
     computed: list[str] = []
-    real = StageStore.run
+    real = Runner.run
 
-    def spy(self, name, key, compute):
-        before = len(self.reused)
-        result = real(self, name, key, compute)
-        if len(self.reused) == before:
-            computed.append(name)
+    def spy(self, st):
+        result = real(self, st)
+        if st.reusable and not self.records[st.name].reused:
+            computed.append(st.name)
         return result
 
-    monkeypatch.setattr(StageStore, "run", spy)
+    monkeypatch.setattr(Runner, "run", spy)
     return computed
 
 
@@ -80,7 +83,7 @@ def test_another_package_version_recomputes_from_the_read_stage(spark, tmp_path,
     with pytest.raises(Stop):
         run_job(job(tmp_path, train, target), spark)
     assert stage_log == []  # same files, same version: both read stages reused
-    monkeypatch.setattr(pipeline, "__version__", "9.9.9")
+    monkeypatch.setattr(stage, "__version__", "9.9.9")
     with pytest.raises(Stop):
         run_job(job(tmp_path, train, target), spark)
     assert stage_log == ["pairs_train", "pairs_target"]
@@ -93,7 +96,7 @@ def test_text_prefix_in_a_folder_with_url_special_characters(spark, tmp_path):
     folder.mkdir()
     write_text(folder, f"a {ODD}", POOL[:50])
     write_text(folder, "b", POOL[50:], gz=True)
-    raw = read_pairs(spark, InputConfig(path=str(folder / "*")), "en", "de", "train")
+    raw = read_input(spark, InputConfig(path=str(folder / "*")))
     rows = raw.df.toPandas().sort_values("pair_id")
     assert len(rows) == len(POOL) and rows._skip.isna().all()
     assert rows.pair_id.tolist() == list(range(50)) + [(1 << 40) + i for i in range(len(POOL) - 50)]
@@ -113,7 +116,7 @@ def test_pair_files_with_url_special_characters(spark, tmp_path, fmt):
             df.to_parquet(folder / f"{name}.parquet")
         else:
             pd.DataFrame({"translation": [{"en": e, "de": d} for e, d in rows]}).to_parquet(folder / f"{name}.parquet")
-    raw = read_pairs(spark, InputConfig(path=str(folder), format=fmt), "en", "de", "train")
+    raw = read_input(spark, InputConfig(path=str(folder), format=fmt))
     rows = raw.df.toPandas().sort_values("pair_id")
     assert len(rows) == len(POOL) and rows._skip.isna().all()
     first_row = 1 if fmt == "tsv" else 0  # TSV rows count the header line
@@ -127,8 +130,8 @@ def test_vector_files_with_url_special_characters(spark, tmp_path):
     rng = np.random.default_rng(0)
     for i, name in enumerate(["a.parquet", f"b {ODD}.parquet"]):
         pd.DataFrame({"id": np.arange(i * 10, i * 10 + 10), "features": list(rng.normal(size=(10, 4)))}).to_parquet(folder / name)
-    df, stats = read_vectors(spark, InputConfig(path=str(folder), format="vectors"), "train")
-    assert stats.rows_in == 20 and sorted(r[0] for r in df.select("pair_id").collect()) == list(range(20))
+    raw = read_input(spark, InputConfig(path=str(folder), format="vectors"))
+    assert raw.rows == 20 and sorted(r[0] for r in raw.df.select("pair_id").collect()) == list(range(20))
 
 
 def test_lines_are_numbered_across_split_boundaries(spark, tmp_path):
@@ -137,7 +140,7 @@ def test_lines_are_numbered_across_split_boundaries(spark, tmp_path):
     path.write_text("\n".join(lines) + "\n")
     spark.conf.set("spark.sql.files.maxPartitionBytes", "8192")
     try:
-        df, counts = numbered_lines(spark, [f"file:{path}"])
+        df, counts = numbered_lines(spark, FileSystem(spark), [f"file:{path}"])
         got = df.select("line", "value").toPandas().sort_values("line")
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
@@ -205,7 +208,7 @@ def test_count_checks_come_before_embedding(spark, tmp_path, monkeypatch):
     def no_embedding(*args, **kwargs):
         raise AssertionError("embedding started")
 
-    monkeypatch.setattr(pipeline, "embed_pairs_df", no_embedding)
+    monkeypatch.setattr(EmbedStage, "run", no_embedding)
     train = write_text(tmp_path, "train", POOL)
     small = write_text(tmp_path, "small", TARGET[:4])
     with pytest.raises(UserError, match=r"target has 4 usable pairs; .*k=5 needs at least 6"):
@@ -222,23 +225,24 @@ def test_a_lone_carriage_return_stays_inside_its_line(spark, tmp_path):
     de = ["eins", "zwei\rhalb", "drei"]
     (tmp_path / "cr.en").write_bytes("".join(s + "\r\n" for s in en).encode())  # Windows line ends
     (tmp_path / "cr.de").write_bytes("".join(s + "\n" for s in de).encode())
-    rows = read_pairs(spark, InputConfig(path=str(tmp_path / "cr")), "en", "de", "t").df.toPandas().sort_values("pair_id")
+    rows = read_input(spark, InputConfig(path=str(tmp_path / "cr"))).df.toPandas().sort_values("pair_id")
     assert list(zip(rows.src, rows.tgt)) == list(zip(en, de))
 
 
 def test_a_tsv_ending_in_a_blank_line_is_read(spark, tmp_path):
     (tmp_path / "t.tsv").write_text("src\ttgt\n" + "".join(f"{e}\t{d}\n" for e, d in POOL[:10]) + "\n")
-    raw = read_pairs(spark, InputConfig(path=str(tmp_path / "t.tsv"), format="tsv"), "en", "de", "t")
-    stats = summarize(raw.df, raw, False, "t")
+    raw = read_input(spark, InputConfig(path=str(tmp_path / "t.tsv"), format="tsv"))
+    raw.df.write.parquet(str(tmp_path / "pairs"))
+    stats = summarize(Table(str(tmp_path / "pairs")), raw, False, "t")
     assert stats.rows_kept == 10 and stats.skipped == {"empty_line": 1}
 
 
 def test_missing_parquet_column_lists_only_the_files_columns(spark, tmp_path):
     pd.DataFrame(POOL, columns=["english", "german"]).assign(_note="n").to_parquet(tmp_path / "p.parquet")
     with pytest.raises(UserError, match=r"no column 'src' in .*p\.parquet \(columns: english, german, _note\)$"):
-        read_pairs(spark, InputConfig(path=str(tmp_path / "p.parquet"), format="parquet"), "en", "de", "t")
-    raw = read_pairs(spark, InputConfig(path=str(tmp_path / "p.parquet"), format="parquet", src_col="english",
-                                        tgt_col="german"), "en", "de", "t")
+        read_input(spark, InputConfig(path=str(tmp_path / "p.parquet"), format="parquet"))
+    raw = read_input(spark, InputConfig(path=str(tmp_path / "p.parquet"), format="parquet", src_col="english",
+                                        tgt_col="german"))
     assert raw.df.columns == ["pair_id", "src", "tgt", "english", "german", "_note", "_skip"]
 
 
@@ -264,7 +268,7 @@ def test_corrupt_gz_input_is_one_line(spark, tmp_path, target, capsys, damage):
     assert f"train: cannot read {path} (" in err and "corrupt or truncated" in err
 
 
-def test_output_that_is_a_file_is_one_line(tmp_path, target, capsys):
+def test_output_that_is_a_file_is_one_line(spark, tmp_path, target, capsys):
     (tmp_path / "taken").write_text("x")
     err = run_cli(capsys, "--train", target, "--target", target, "--output", str(tmp_path / "taken"))
     assert f"output {tmp_path / 'taken'} is an existing file, not a folder" in err
@@ -272,7 +276,7 @@ def test_output_that_is_a_file_is_one_line(tmp_path, target, capsys):
     assert f"lies under {tmp_path / 'taken'}, which is an existing file" in err
 
 
-def test_output_and_inputs_must_be_apart(tmp_path, target, capsys):
+def test_output_and_inputs_must_be_apart(spark, tmp_path, target, capsys):
     (tmp_path / "data").mkdir()
     pd.DataFrame(POOL, columns=["src", "tgt"]).to_parquet(tmp_path / "data" / "p.parquet")
     args = ["--train", str(tmp_path / "data"), "--train-format", "parquet", "--target", target]
@@ -292,14 +296,17 @@ def test_credentials_in_a_uri_are_refused_without_repeating_them(tmp_path, targe
     assert "AKIAEXAMPLEKEY" not in err and "SECRET" not in err
 
 
-def test_unreachable_s3_endpoint_is_one_line(tmp_path, target, capsys, monkeypatch):
+def test_unreachable_filesystem_is_one_line(spark, tmp_path, target, capsys):
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_MAX_ATTEMPTS": "1",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-        monkeypatch.setenv(key, value)
-    err = run_cli(capsys, "--train", "s3a://gio/in/train", "--target", target, "--output", str(tmp_path / "out"))
-    assert f"cannot reach the S3 endpoint http://127.0.0.1:{port} (for s3a://gio/in/train" in err
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    hadoop.set("ipc.client.connect.max.retries", "0")
+    try:
+        err = run_cli(capsys, "--train", f"hdfs://127.0.0.1:{port}/in/train", "--target", target,
+                      "--output", str(tmp_path / "out"))
+    finally:
+        hadoop.unset("ipc.client.connect.max.retries")
+    assert f"hdfs://127.0.0.1:{port}/in/train" in err and "cannot be reached" in err and "Connection refused" in err

@@ -33,6 +33,15 @@ def write_text(folder, name, rows, src="en", tgt="de", gz=False):
     return str(folder / name)
 
 
+def read_input(spark, inp, src="en", tgt="de", name="train"):
+    """RawPairs of one input as the read stage gets them: listed once, then read."""
+    from gio_spark.job.fs import FileSystem
+    from gio_spark.job.readers import reader_for
+
+    fs, reader = FileSystem(spark), reader_for(inp.format)
+    return reader.read(spark, fs, inp, src, tgt, name, reader.list(fs, inp, src, tgt, name))
+
+
 def job(tmp_path, train, target, **extra):
     base = {
         "train": train if isinstance(train, dict) else {"path": train},
@@ -99,11 +108,10 @@ def test_resume_reuses_finished_stages(spark, tmp_path):
 
 def test_pair_ids_are_stable_and_positional(spark, tmp_path):
     from gio_spark.job.config import InputConfig
-    from gio_spark.job.readers import read_pairs
 
     train = write_text(tmp_path, "train", POOL)
-    a = read_pairs(spark, InputConfig(path=train), "en", "de", "train").df
-    b = read_pairs(spark.newSession(), InputConfig(path=train), "en", "de", "train").df
+    a = read_input(spark, InputConfig(path=train)).df
+    b = read_input(spark.newSession(), InputConfig(path=train)).df
     pa = a.toPandas().sort_values("pair_id")
     assert pa._skip.isna().all()
     assert pa.pair_id.tolist() == sorted(b.toPandas().pair_id)

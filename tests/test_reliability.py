@@ -13,8 +13,11 @@ import pytest
 
 from gio_spark.cli import main
 from gio_spark.errors import UserError
-from gio_spark.job import pipeline, storage
+from gio_spark.job.fs import FileSystem
 from gio_spark.job.pipeline import run_job
+from gio_spark.job.stages import embed as embed_stage
+from gio_spark.job.stages import quantize as quantize_stage
+from gio_spark.job.stages import report as report_stage
 
 from .conftest import ROOT
 from .test_job import POOL, TARGET, job, write_text
@@ -175,7 +178,7 @@ def test_killed_after_embedding_resumes_without_embedding_again(spark, tmp_path,
         raise KeyboardInterrupt("killed")
 
     with monkeypatch.context() as m:
-        m.setattr(pipeline, "quantize", killed)
+        m.setattr(quantize_stage, "quantize", killed)
         with pytest.raises(KeyboardInterrupt):
             run_job(job(tmp_path / "run", train, target), spark)
     assert not (tmp_path / "run" / "out" / "_SUCCESS").exists()
@@ -190,14 +193,15 @@ def test_killed_after_embedding_resumes_without_embedding_again(spark, tmp_path,
 def test_crash_while_writing_leaves_nothing_that_looks_complete(spark, tmp_path, target, monkeypatch):
     train = write_text(tmp_path, "train", POOL)
     out = tmp_path / "out"
-    real_write = pipeline._explode_and_write
+    real_move = FileSystem.move
 
-    def lost_executor(*args, **kwargs):
-        real_write(*args, **kwargs)  # the data is in the temporary folder, not yet moved
-        raise RuntimeError("lost executor")
+    def lost_executor(self, src, dst):
+        if dst.endswith("/selected"):  # the data is in the temporary folder, not yet moved
+            raise RuntimeError("lost executor")
+        real_move(self, src, dst)
 
     with monkeypatch.context() as m:
-        m.setattr(pipeline, "_explode_and_write", lost_executor)
+        m.setattr(FileSystem, "move", lost_executor)
         with pytest.raises(RuntimeError, match="lost executor"):
             run_job(job(tmp_path, train, target), spark)
     assert (out / "_tmp").exists()
@@ -207,7 +211,7 @@ def test_crash_while_writing_leaves_nothing_that_looks_complete(spark, tmp_path,
         raise RuntimeError("disk full")
 
     with monkeypatch.context() as m:
-        m.setattr(pipeline, "render_report", disk_full)
+        m.setattr(report_stage, "render_report", disk_full)
         with pytest.raises(RuntimeError, match="disk full"):
             run_job(job(tmp_path, train, target), spark)
     assert not (out / "_SUCCESS").exists()
@@ -217,26 +221,40 @@ def test_crash_while_writing_leaves_nothing_that_looks_complete(spark, tmp_path,
     assert len(selected_ids(out)) == manifest["rows"]["selected"]
 
 
-def test_a_failed_task_is_retried_without_duplicates(spark, tmp_path, target):
+def test_a_failed_task_is_retried_without_duplicates(spark, tmp_path, target, monkeypatch):
     train = write_text(tmp_path, "train", POOL)
     clean = run_job(job(tmp_path / "clean", train, target), spark)
-    spark.sparkContext.setLocalProperty("gio_spark.fail_once", "0")
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "4")  # several batches per embedding task
+
+    class FailsOnce(embed_stage.SentenceEmbedder):
+        """Partition 0's first attempt fails after handing Spark part of its rows."""
+
+        def __call__(self, batches, rows=None, texts=None):
+            from pyspark import TaskContext
+
+            ctx = TaskContext.get()
+            for out in super().__call__(batches, rows, texts):
+                if ctx.partitionId() == 0 and ctx.attemptNumber() == 0:
+                    yield out.iloc[:2]
+                    raise RuntimeError("injected failure")
+                yield out
+
+    monkeypatch.setattr(embed_stage, "SentenceEmbedder", FailsOnce)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "4")  # other Arrow batches than the clean run's
     spark.sparkContext.setJobGroup("faulty", "injected failure")
     try:
         faulty = run_job(job(tmp_path / "faulty", train, target), spark)
     finally:
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
         spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
-        spark.sparkContext.setLocalProperty("gio_spark.fail_once", None)
     tracker = spark.sparkContext.statusTracker()
     stages = [s for j in tracker.getJobIdsForGroup("faulty") for s in tracker.getJobInfo(j).stageIds]
     failed = sum(tracker.getStageInfo(s).numFailedTasks for s in stages if tracker.getStageInfo(s))
-    assert failed >= 1  # partition 0 of an embedding stage failed once, after writing a batch
-    emb = pd.read_parquet(tmp_path / "faulty" / "out" / "_stages" / "embed_train" / "data")
+    assert failed >= 1  # partition 0 of an embedding stage failed once, after handing over rows
+    emb = pd.read_parquet(next((tmp_path / "faulty" / "out" / "_stages" / "embed_train").glob("*/attempt-*/embeddings")))
     assert emb.pair_id.is_unique and sorted(emb.pair_id) == list(range(len(POOL)))
     ids = selected_ids(tmp_path / "faulty" / "out")
     assert len(ids) == len(set(ids)) == faulty["rows"]["selected"]
+    # the vectors do not depend on Spark's Arrow batches, so the selection is the clean run's
     assert ids == selected_ids(tmp_path / "clean" / "out")
     assert faulty["selection"]["chosen_clusters"] == clean["selection"]["chosen_clusters"]
 
@@ -257,7 +275,7 @@ def test_same_config_and_seed_select_the_same_pairs(spark, tmp_path, target):
 # or a clean refusal, and never with _SUCCESS beside partial output.
 
 STAGES = ["pairs_train", "pairs_target", "embed_train", "embed_target", "quantize_train", "quantize_target", "select"]
-KILL_POINTS = [f"_stages/{s}/_stage.json" for s in STAGES] + ["/selected", "/manifest.json", "/report.png", "/_SUCCESS"]
+KILL_POINTS = [f"/_stages/{s}/" for s in STAGES] + ["/selected", "/report.png", "/manifest.json", "/_SUCCESS"]
 
 
 class Killed(BaseException):
@@ -274,22 +292,28 @@ def reference(spark, tmp_path_factory):
 
 
 def kill_at(m, point: str) -> None:
-    """Make the driver die right before it writes a path ending in ``point``."""
-    real_text, real_bytes, real_move = storage.write_text, storage.write_bytes, storage.HadoopFS.move
+    """Make the driver die right before it writes a path ending in ``point`` (for a stage: before
+    it publishes its marker)."""
 
     def check(uri: str) -> None:
-        if uri.endswith(point):
+        if uri.endswith(point) or (point.startswith("/_stages/") and point in uri and uri.endswith("/_stage.json")):
             raise Killed(point)
 
-    m.setattr(storage, "write_text", lambda uri, text: (check(uri), real_text(uri, text))[1])
-    m.setattr(storage, "write_bytes", lambda uri, data: (check(uri), real_bytes(uri, data))[1])
-    m.setattr(storage.HadoopFS, "move", lambda self, src, dst: (check(dst), real_move(self, src, dst))[1])
+    for name in ("write_text", "write_bytes", "create_exclusive"):
+        real = getattr(FileSystem, name)
+        m.setattr(FileSystem, name, lambda self, uri, data, real=real: (check(uri), real(self, uri, data))[1])
+    real_move = FileSystem.move
+    m.setattr(FileSystem, "move", lambda self, src, dst: (check(dst), real_move(self, src, dst))[1])
+
+
+def markers(out, stage):
+    return list((out / "_stages" / stage).glob("*/_stage.json"))
 
 
 def test_driver_killed_at_every_stage_boundary_resumes_to_the_same_pairs(spark, tmp_path, reference, monkeypatch):
     train, target, ref_ids, ref_manifest = reference
     out = tmp_path / "out"
-    markers: dict[str, str] = {}
+    published: dict[str, str] = {}
     for i, point in enumerate(KILL_POINTS):
         with monkeypatch.context() as m:
             kill_at(m, point)
@@ -299,10 +323,10 @@ def test_driver_killed_at_every_stage_boundary_resumes_to_the_same_pairs(spark, 
         assert not (out / "_LOCK").exists(), point  # released on the way out (kill -9: see below)
         assert (out / "selected").exists() == (i > KILL_POINTS.index("/selected")), point
         for n, stage in enumerate(STAGES):
-            marker = out / "_stages" / stage / "_stage.json"
-            assert marker.exists() == (n < i), (point, stage)
-            if marker.exists():  # finished once, never computed again
-                assert markers.setdefault(stage, marker.read_text()) == marker.read_text(), (point, stage)
+            found = markers(out, stage)
+            assert len(found) == (1 if n < i else 0), (point, stage)
+            if found:  # finished once, never computed again
+                assert published.setdefault(stage, found[0].read_text()) == found[0].read_text(), (point, stage)
     manifest = run_job(job(tmp_path, train, target), spark)
     assert manifest["stages_reused"] == STAGES
     assert selected_ids(out) == ref_ids
@@ -329,6 +353,16 @@ def wait_for(path, proc, log, timeout_s=300.0):
         time.sleep(0.2)
 
 
+def wait_for_glob(folder, pattern, proc, log, timeout_s=300.0):
+    deadline = time.monotonic() + timeout_s
+    while not list(folder.glob(pattern)):
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended (exit {proc.returncode}) before {folder}/{pattern}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{folder}/{pattern} did not appear in {timeout_s} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
 def test_second_run_refused_and_kill_9_leaves_a_stale_lock(spark, tmp_path, reference, capsys):
     train, target, ref_ids, _ = reference
     out = tmp_path / "out"
@@ -346,8 +380,9 @@ def test_second_run_refused_and_kill_9_leaves_a_stale_lock(spark, tmp_path, refe
         assert main(args) == 2  # the second run refuses and touches nothing
         err = capsys.readouterr().err
         assert f"is in use by run {lock['owner']} (host {lock['host']}, pid {first.pid}, started {lock['started']})" in err
-        assert len(err.strip().splitlines()) == 1
-        wait_for(out / "_stages" / "embed_train" / "_stage.json", first, log)  # the first one carried on
+        errors = [line for line in err.strip().splitlines() if "error" in line]
+        assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0]  # one error line, after the session's
+        wait_for_glob(out / "_stages" / "embed_train", "*/_stage.json", first, log)  # the first one carried on
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
     finally:

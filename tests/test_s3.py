@@ -100,13 +100,34 @@ def test_missing_s3_input_is_named(s3, capsys):
 
 def test_s3_keys_with_a_space_and_their_etags(s3, spark):
     from gio_spark.job.config import InputConfig
-    from gio_spark.job.readers import list_input, read_pairs
+    from gio_spark.job.fs import FileSystem
+    from gio_spark.job.readers import reader_for
 
     put_pairs(s3, "in/sp ace #1/train", POOL)
     inp = InputConfig(path="s3a://gio/in/sp ace #1/train")
-    files = list_input(spark, inp, "en", "de", "train")
+    fs = FileSystem(spark)
+    files = reader_for("text").list(fs, inp, "en", "de", "train")
     etags = {o["Key"]: o["ETag"].strip('"') for o in s3.list_objects_v2(Bucket="gio", Prefix="in/sp ace")["Contents"]}
-    assert [f[0] for f in files.fingerprint()] == ["s3a://gio/in/sp ace #1/train.de", "s3a://gio/in/sp ace #1/train.en"]
-    assert [f[3].strip('"') for f in files.fingerprint()] == [etags["in/sp ace #1/train.de"], etags["in/sp ace #1/train.en"]]
-    rows = read_pairs(spark, inp, "en", "de", "train", files).df.toPandas().sort_values("pair_id")
+    fingerprint = files.fingerprint(fs)
+    assert [f[0] for f in fingerprint] == ["s3a://gio/in/sp ace #1/train.de", "s3a://gio/in/sp ace #1/train.en"]
+    assert [f[3] for f in fingerprint] == [f"etag:{etags['in/sp ace #1/train.de']}", f"etag:{etags['in/sp ace #1/train.en']}"]
+    rows = reader_for("text").read(spark, fs, inp, "en", "de", "train", files).df.toPandas().sort_values("pair_id")
     assert list(zip(rows.src, rows.tgt)) == POOL
+
+
+def test_s3_lock_is_a_conditional_put(s3, spark):
+    from gio_spark.errors import UserError
+    from gio_spark.job.fs import FileSystem
+    from gio_spark.job.lock import OutputLock
+
+    fs = FileSystem(spark)
+    assert fs.create_exclusive("s3://gio/x/_LOCK", b"one")
+    assert not fs.create_exclusive("s3a://gio/x/_LOCK", b"two")  # If-None-Match: * refused it
+    assert s3.get_object(Bucket="gio", Key="x/_LOCK")["Body"].read() == b"one"
+    first = OutputLock(fs, "s3a://gio/out/lock")
+    first.acquire()
+    with pytest.raises(UserError, match=rf"output s3://gio/out/lock is in use by run {first.info.owner}"):
+        OutputLock(fs, "s3://gio/out/lock").acquire()
+    first.release()
+    left = [o["Key"] for o in s3.list_objects_v2(Bucket="gio", Prefix="out/lock/").get("Contents", [])]
+    assert [k for k in left if not k.endswith("/")] == []  # S3A may leave a folder marker, never the lock

@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
-from . import storage
+from ..errors import UserError
 from .config import (
     EMBED_SIDES,
     IF_EXISTS,
@@ -18,8 +19,11 @@ from .config import (
     default_value,
     parse_config_text,
 )
+from .uri import check_no_credentials, is_local, join
 
 log = logging.getLogger(__name__)
+
+DEMO_OUTPUT = "gio-output/demo"
 
 RUN_DESCRIPTION = (
     "Read pairs, embed one side, quantize both inputs with k-means, select clusters with GIO, and write "
@@ -47,6 +51,7 @@ FLAG_KEYS = {
     "k": "quantize.k",
     "model": "embedding.model",
     "master": "spark_master",
+    "stages_dir": "stages_dir",
 }
 
 
@@ -79,7 +84,10 @@ def add_run_parser(sub) -> None:
                                     f"({_default('embedding.model')})")
     p.add_argument("--master", help="Spark master when no session is active (default: local[*])")
     p.add_argument("--force-unlock", action="store_true",
-                   help="take over the output's _LOCK when it is stale (older than lock_stale_hours, or its process is gone)")
+                   help="take over the output's _LOCK when it is stale (its heartbeat older than lock_stale_minutes, "
+                        "or its process gone on this host)")
+    p.add_argument("--stages-dir", help="keep stage results here (any URI) instead of <output>/_stages: runs for "
+                                        "other targets or outputs with the same --stages-dir reuse the pool's stages")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config key, e.g. gio.max_iter=300 or quantize.enabled=false; null unsets an "
                         "optional key (repeatable)")
@@ -94,11 +102,11 @@ def resolve_config(args: argparse.Namespace) -> JobConfig:
     config's types convert them."""
     data: dict[str, Any] = {}
     if args.config:
-        data = parse_config_text(storage.read_text(args.config), args.config)
+        data = parse_config_text(read_config_file(args.config, args.master), args.config)
     if getattr(args, "demo", False):
         from ..demo import demo_config
 
-        for key, value in demo_config(args.output or "gio-output/demo").items():
+        for key, value in demo_config(args.output or DEMO_OUTPUT).items():
             apply_override(data, key, value)
     for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag, None)
@@ -112,21 +120,51 @@ def resolve_config(args: argparse.Namespace) -> JobConfig:
     return config_from_dict(data)
 
 
+def read_config_file(uri: str, master: Optional[str]) -> str:
+    """A config file's text. A local file is read before Spark starts (its ``spark_master`` can
+    still choose the session); any other URI through the session's filesystem, so every scheme
+    Spark knows works (the session then starts on ``--master`` or the launcher's)."""
+    check_no_credentials(uri, "--config")
+    if is_local(uri):
+        path = Path(uri[len("file:"):] if uri.startswith("file:") else uri).expanduser()
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"config {uri} not found (relative paths are resolved against the working directory "
+                            f"{Path.cwd()})") from None
+        except IsADirectoryError:
+            raise UserError(f"config {uri} is a folder; give the YAML or JSON file in it") from None
+        except UnicodeDecodeError as exc:
+            raise UserError(f"config {uri} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        except OSError as exc:
+            raise UserError(f"cannot read config {uri}: {exc.strerror or exc}") from None
+    from .fs import FileSystem
+    from .session import get_spark
+
+    return FileSystem(get_spark(master)).read_text(uri)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=1))
         return 0
-    if getattr(args, "demo", False):
-        from ..demo import write_demo_corpus
-
-        write_demo_corpus(storage.join(cfg.output, "_demo_data"))
     from .pipeline import run_job
 
-    manifest = run_job(cfg, force_unlock=args.force_unlock)
+    spark = None
+    if getattr(args, "demo", False):
+        from ..demo import write_demo_corpus
+        from .embed import check_model_available
+        from .fs import FileSystem
+        from .session import get_spark
+
+        check_model_available(cfg.embedding.model)  # before Spark starts
+        spark = get_spark(cfg.spark_master)
+        write_demo_corpus(FileSystem(spark), join(cfg.output, "_demo_data"))
+    manifest = run_job(cfg, spark, force_unlock=args.force_unlock)
     summary = manifest.get("summary", {})
     print(f"selected pairs: {manifest['output']} ({manifest['rows']['selected']} of {manifest['rows']['train_kept']}"
           + (f", {summary['clusters_chosen']} of {summary['clusters_total']} clusters)" if summary else ")"))
-    print(f"manifest:       {storage.join(cfg.output, 'manifest.json')}")
-    print(f"report:         {storage.join(cfg.output, 'report.png')}")
+    print(f"manifest:       {join(cfg.output, 'manifest.json')}")
+    print(f"report:         {join(cfg.output, 'report.png')}")
     return 0

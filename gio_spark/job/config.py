@@ -20,6 +20,7 @@ from pydantic.dataclasses import dataclass
 from ..errors import UserError
 from ..gio.config import GIOConfig
 from ..validation import Flag, choices, describe, field_types
+from .uri import check_no_credentials
 
 InputFormat = Literal["text", "tsv", "parquet", "hf", "vectors"]
 OutputFormat = Literal["parquet", "tsv", "text"]
@@ -61,6 +62,12 @@ class InputConfig:
     ``parquet``: columns ``src_col``/``tgt_col``. ``hf``: the Hugging Face WMT14 layout, a
     struct column ``translation`` with one field per language. ``vectors``: precomputed
     embeddings, ``id_col`` and an array<float> ``vector_col``; no embedding stage.
+
+    A path that exists is read as it is (a folder with every file below it; Hive-style
+    ``key=value`` folders become columns for Parquet); otherwise it is a Hadoop glob pattern.
+    ``unescape`` undoes the backslash escapes (``\\t``, ``\\n``, ``\\r``, ``\\\\``) that the job's
+    own text and TSV output writes; unset, it is on for TSV files with the job's output header
+    (pair_id, src, tgt) and off otherwise.
     """
 
     path: Text
@@ -71,6 +78,7 @@ class InputConfig:
     id_col: str = "id"
     vector_col: str = "features"
     translation_col: str = "translation"
+    unescape: Optional[Flag] = None
 
 
 @dataclass(config=SECTION)
@@ -82,6 +90,9 @@ class EmbeddingConfig:
     device: Annotated[str, AfterValidator(_device)] = "auto"  # auto: the task's GPU if any, else CPU
     max_seq_length: Optional[Count] = None
     rows_per_partition: Count = 5_000  # embedding tasks: progress and retry granularity
+    # GPUs per embedding task as a stage-level resource profile (Spark 4.0+ on a cluster); 0: the
+    # session's own task resources (spark.task.resource.gpu.amount) decide
+    gpus_per_task: Annotated[float, Field(ge=0)] = 0.0
 
 
 @dataclass(config=SECTION)
@@ -111,8 +122,12 @@ class JobConfig:
     output: Text
     output_format: OutputFormat = "parquet"
     if_exists: IfExists = "fail"
-    # an older _LOCK (or one whose process is gone on this host) can be taken over
-    lock_stale_hours: Annotated[float, Field(gt=0)] = 24.0
+    # a _LOCK whose heartbeat (renewed every minute) is older (or whose process is gone on this
+    # host) can be taken over with --force-unlock
+    lock_stale_minutes: Annotated[float, Field(gt=1)] = 10.0
+    # where stage results are kept; another run (another target, another output) with the same
+    # stages_dir reuses the pool's stages; default: <output>/_stages
+    stages_dir: Optional[Text] = None
     allow_undecodable: Flag = False
     embedding: EmbeddingConfig = dataclasses.field(default_factory=EmbeddingConfig)
     quantize: QuantizeConfig = dataclasses.field(default_factory=QuantizeConfig)
@@ -133,6 +148,12 @@ class JobConfig:
             )
         if self.src_lang == self.tgt_lang:
             raise ValueError(f"src_lang and tgt_lang are both {self.src_lang!r}; they must differ")
+        for what, uri in (("train.path", self.train.path), ("target.path", self.target.path), ("output", self.output),
+                          ("stages_dir", self.stages_dir or "")):
+            try:
+                check_no_credentials(uri, what)
+            except UserError as exc:  # before anything parses or logs the URI
+                raise ValueError(str(exc)) from None
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,7 +257,8 @@ def language_warning(cfg: JobConfig) -> Optional[str]:
 
 
 # keys that do not change what a run writes
-NOT_IN_RESULT = frozenset({"if_exists", "spark_master", "embedding.rows_per_partition"})
+NOT_IN_RESULT = frozenset({"if_exists", "spark_master", "embedding.rows_per_partition", "embedding.gpus_per_task",
+                           "lock_stale_minutes", "stages_dir"})
 
 
 def _flat(values: Any, prefix: str = "") -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""Sentence embeddings inside a Spark pandas UDF.
+"""Sentence embeddings in Spark tasks: the model, its device, and one task's rows to vectors.
 
 The model is loaded once per Python worker (cached by model and device). On an executor
 that Spark gave a GPU (task resources), the model runs there in fp16; on CPU it uses one
-torch thread per worker, since Spark runs one worker per core. Output rows are
-L2-normalised float32.
+torch thread per worker, since Spark runs one worker per core. A task embeds each distinct
+text of its rows once, in batches built from the data (length-sorted over the whole task),
+never from Spark's Arrow batch boundaries, so the vectors do not depend on them. Output rows
+are L2-normalised float32.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import numpy as np
@@ -221,12 +224,44 @@ def _dimension(model) -> int:
     return int(getter())
 
 
+def _tokenized(tokenizer, texts: list[str], order: np.ndarray, batch_size: int, max_len: int, pin: bool,
+               prefetch: bool) -> Iterator[tuple[np.ndarray, dict]]:
+    """(row indices, tokenized batch) in ``order``; with ``prefetch``, batches are tokenized
+    in a background thread, up to two ahead (the fast tokenizer releases the GIL, so this
+    overlaps with the model on a GPU)."""
+
+    def make(start: int):
+        idx = order[start: start + batch_size]
+        enc = tokenizer([texts[i].strip() for i in idx], padding=True, truncation=True, max_length=max_len,
+                        return_tensors="pt")
+        if pin:
+            enc = {k: v.pin_memory() for k, v in enc.items()}
+        return idx, enc
+
+    starts = range(0, len(texts), batch_size)
+    if not prefetch:
+        yield from (make(s) for s in starts)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize") as pool:
+        pending = [pool.submit(make, s) for s in starts[:2]]
+        for nxt in starts[2:]:
+            done = pending.pop(0).result()
+            pending.append(pool.submit(make, nxt))
+            yield done
+        for future in pending:
+            yield future.result()
+
+
 def encode(model, texts: list[str], batch_size: int) -> np.ndarray:
     """L2-normalised float32 embeddings [len(texts), dim].
 
-    For Transformer + mean-pooling models the batches are built here: texts sorted by length,
-    tokenized per batch with the fast tokenizer, pooled in float32 on the device, and copied
-    back once at the end (no device sync per batch). Other models use ``model.encode``."""
+    For Transformer + mean-pooling models the batches are built here: texts sorted by length
+    (longest first, ties in input order), tokenized with the fast tokenizer (ahead of the model
+    on a GPU, into pinned memory), mean-pooled on the device with float32 sums (no float32
+    copy of the hidden states), and copied back once at the end. Other models use
+    ``model.encode``."""
     dim = _dimension(model)
     if not texts:
         return np.zeros((0, dim), dtype=np.float32)
@@ -240,94 +275,65 @@ def encode(model, texts: list[str], batch_size: int) -> np.ndarray:
 
     tokenizer, hf, max_len, inputs = parts
     device = next(hf.parameters()).device
+    cuda = device.type == "cuda"
     order = np.argsort([-len(t) for t in texts], kind="stable")
-    pooled = []
+    pooled, rows = [], []
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            enc = tokenizer(
-                [texts[i].strip() for i in idx], padding=True, truncation=True, max_length=max_len, return_tensors="pt"
-            )
+        for idx, enc in _tokenized(tokenizer, texts, order, batch_size, max_len, pin=cuda, prefetch=cuda):
             feed = {k: enc[k].to(device, non_blocking=True) for k in inputs if k in enc}
-            hidden = hf(**feed)[0].float()
-            mask = feed["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            hidden = hf(**feed)[0]
+            mask = feed["attention_mask"].unsqueeze(-1)
+            total = (hidden * mask.to(hidden.dtype)).sum(dim=1, dtype=torch.float32)
+            mean = total / mask.sum(dim=1).to(torch.float32).clamp(min=1e-9)
             pooled.append(torch.nn.functional.normalize(mean, p=2, dim=1))
+            rows.append(idx)
     out = np.empty((len(texts), dim), dtype=np.float32)
-    out[order] = torch.cat(pooled).cpu().numpy()
+    out[np.concatenate(rows)] = torch.cat(pooled).cpu().numpy()
     return out
 
 
-def embed_batch(model, cfg: EmbeddingConfig, src: pd.Series, tgt: Optional[pd.Series]) -> pd.Series:
-    """What the UDF does to one Arrow batch: the configured side(s) of each pair to one vector
-    (for ``both``, the normalised mean of the two sides)."""
-    size = cfg.gpu_batch_size if str(model.device).startswith("cuda") else cfg.batch_size
-    if cfg.side == "both":
-        both = encode(model, src.tolist(), size) + encode(model, tgt.tolist(), size)
-        vecs = both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)
-    else:
-        vecs = encode(model, src.tolist(), size)
-    return pd.Series(list(vecs.astype(np.float32)))
+OUTPUT_ROWS = 10_000  # rows per DataFrame a task yields back to Spark
 
 
-FAIL_ONCE_PROPERTY = "gio_spark.fail_once"
+@dataclass
+class SentenceEmbedder:
+    """One task's pairs to vectors: ``setup`` once per Python worker (the model on the task's
+    device), ``embed_task`` per task. Picklable: Spark ships it to the executors."""
 
+    cfg: EmbeddingConfig
 
-def _fail_once_hook() -> bool:
-    """Fault injection for reliability tests: with the Spark local property
-    ``gio_spark.fail_once`` set to a partition number on the driver, that partition's first
-    attempt fails after its first batch."""
-    from pyspark import TaskContext
+    def setup(self):
+        return load_model(self.cfg.model, task_device(self.cfg.device), self.cfg.max_seq_length)
 
-    ctx = TaskContext.get()
-    if ctx is None:
-        return False
-    spec = ctx.getLocalProperty(FAIL_ONCE_PROPERTY)
-    return spec is not None and ctx.attemptNumber() == 0 and str(ctx.partitionId()) == spec
+    def columns(self) -> list[str]:
+        return ["src", "tgt"] if self.cfg.side == "both" else [self.cfg.side]
 
+    def embed_task(self, pdf: pd.DataFrame) -> tuple[np.ndarray, int]:
+        """Vectors [rows, dim] of a task's rows (for ``both``, the normalised mean of the two
+        sides) and the number of distinct texts embedded for them."""
+        model = self.setup()
+        size = self.cfg.gpu_batch_size if str(model.device).startswith("cuda") else self.cfg.batch_size
+        columns = self.columns()
+        texts = pd.concat([pdf[c] for c in columns], ignore_index=True)
+        codes, distinct = pd.factorize(texts, sort=False)  # first occurrence order: set by the rows alone
+        vecs = encode(model, distinct.tolist(), size)[codes]
+        if len(columns) == 2:
+            vecs = vecs[: len(pdf)] + vecs[len(pdf):]
+            vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        return vecs.astype(np.float32, copy=False), len(distinct)
 
-def make_embed_udf(cfg: EmbeddingConfig, counter=None):
-    """An iterator pandas UDF: (text[, text]) -> array<float>. ``counter``, an accumulator,
-    gets the rows each task embedded (merged on the driver when the task succeeds)."""
-    from pyspark.sql.functions import pandas_udf
-
-    if cfg.side == "both":
-
-        @pandas_udf("array<float>")
-        def embed_pairs(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
-            model = load_model(cfg.model, task_device(cfg.device), cfg.max_seq_length)
-            fail = _fail_once_hook()
-            for i, (src, tgt) in enumerate(batches):
-                if fail and i == 1:
-                    raise RuntimeError(f"injected failure ({FAIL_ONCE_PROPERTY})")
-                yield embed_batch(model, cfg, src, tgt)
-                if counter is not None:
-                    counter.add(len(src))
-
-        return embed_pairs
-
-    @pandas_udf("array<float>")
-    def embed_side(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-        model = load_model(cfg.model, task_device(cfg.device), cfg.max_seq_length)
-        fail = _fail_once_hook()
-        for i, texts in enumerate(batches):
-            if fail and i == 1:
-                raise RuntimeError(f"injected failure ({FAIL_ONCE_PROPERTY})")
-            yield embed_batch(model, cfg, texts, None)
-            if counter is not None:
-                counter.add(len(texts))
-
-    return embed_side
-
-
-def embed_pairs_df(pairs, cfg: EmbeddingConfig, counter=None):
-    """DataFrame[pair_id, embedding] from DataFrame[pair_id, src, tgt, ...]; ``counter`` as in
-    :func:`make_embed_udf`."""
-    from pyspark.sql import functions as F
-
-    udf = make_embed_udf(cfg, counter)
-    if cfg.side == "both":
-        col = udf(F.col("src"), F.col("tgt"))
-    else:
-        col = udf(F.col(cfg.side))
-    return pairs.select("pair_id", col.alias("embedding"))
+    def __call__(self, batches: Iterator[pd.DataFrame], rows=None, texts=None) -> Iterator[pd.DataFrame]:
+        """The mapInPandas body: every row of the task first, then its vectors; ``rows`` and
+        ``texts`` (accumulators) get the rows and the distinct texts embedded."""
+        frames = [b[["pair_id", *self.columns()]] for b in batches]
+        if not frames:
+            return
+        pdf = pd.concat(frames, ignore_index=True)
+        vecs, distinct = self.embed_task(pdf)
+        for start in range(0, len(pdf), OUTPUT_ROWS):
+            chunk = slice(start, start + OUTPUT_ROWS)
+            yield pd.DataFrame({"pair_id": pdf["pair_id"].to_numpy()[chunk], "embedding": list(vecs[chunk])})
+        if rows is not None:
+            rows.add(len(pdf))
+        if texts is not None:
+            texts.add(distinct)

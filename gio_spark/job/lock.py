@@ -1,10 +1,11 @@
 """One owner per output folder: the marker ``<output>/_LOCK``.
 
-A run creates the marker atomically where the storage allows it (local: O_CREAT|O_EXCL; S3:
-a conditional put) and removes it when it ends, also on failure. A second run on the same
-output refuses with one line naming the owner. A marker left by a killed run is stale when it
-is older than ``stale_after_s`` or when its process is gone on this same host; ``force=True``
-(``--force-unlock``) takes a stale marker over, never a live one.
+A run creates the marker atomically where the storage allows it (see fs.create_exclusive),
+renews its heartbeat while it runs, and removes it when it ends, also on failure. A second
+run on the same output refuses with one line naming the owner. A marker is stale when its
+heartbeat is older than ``stale_after_s`` (its run stopped renewing it, on whatever host) or
+its process is gone on this same host; ``force=True`` (``--force-unlock``) takes a stale marker
+over, never a live one.
 """
 from __future__ import annotations
 
@@ -12,19 +13,22 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from typing import Optional
 
 from ..errors import UserError
-from . import storage
+from .fs import FileSystem
+from .uri import join
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "_LOCK"
-DEFAULT_STALE_HOURS = 24.0
+DEFAULT_STALE_MINUTES = 10.0
+HEARTBEAT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -34,19 +38,20 @@ class LockInfo:
     pid: int
     started: str  # ISO 8601, UTC
     started_epoch: float
+    heartbeat_epoch: float
 
     @classmethod
     def mine(cls) -> "LockInfo":
         now = time.time()
         started = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return cls(uuid.uuid4().hex[:12], socket.gethostname(), os.getpid(), started, now)
+        return cls(uuid.uuid4().hex[:12], socket.gethostname(), os.getpid(), started, now, now)
 
     @classmethod
     def parse(cls, text: str) -> Optional["LockInfo"]:
         try:
             data = json.loads(text)
             return cls(str(data["owner"]), str(data["host"]), int(data["pid"]), str(data["started"]),
-                       float(data["started_epoch"]))
+                       float(data["started_epoch"]), float(data.get("heartbeat_epoch", data["started_epoch"])))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -58,6 +63,9 @@ class LockInfo:
         if self.unreadable:
             return "an unreadable lock"
         return f"run {self.owner} (host {self.host}, pid {self.pid}, started {self.started})"
+
+
+UNREADABLE = LockInfo("", "", -1, "", 0.0, 0.0)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -76,42 +84,49 @@ def stale_reason(info: LockInfo, stale_after_s: float, now: Optional[float] = No
     """Why a lock can be taken over, or None while its owner may still be running."""
     if info.unreadable:
         return "its content is not a lock"
-    age = (now if now is not None else time.time()) - info.started_epoch
-    if age > stale_after_s:
-        return f"older than {stale_after_s / 3600:g} h"
+    quiet = (now if now is not None else time.time()) - info.heartbeat_epoch
+    if quiet > stale_after_s:
+        return f"its heartbeat stopped {quiet / 60:.0f} min ago"
     if info.host == socket.gethostname() and not _pid_alive(info.pid):
         return f"process {info.pid} is gone on this host"
     return None
 
 
 class OutputLock:
-    """``with OutputLock(output): ...`` holds the output for one run."""
+    """``with OutputLock(fs, output): ...`` holds the output for one run."""
 
-    def __init__(self, output: str, stale_after_s: float = DEFAULT_STALE_HOURS * 3600, force: bool = False) -> None:
+    def __init__(self, fs: FileSystem, output: str, stale_after_s: float = DEFAULT_STALE_MINUTES * 60,
+                 force: bool = False, heartbeat_s: float = HEARTBEAT_S) -> None:
+        self.fs = fs
         self.output = output
-        self.uri = storage.join(output, LOCK_NAME)
+        self.uri = join(output, LOCK_NAME)
         self.stale_after_s = stale_after_s
         self.force = force
+        self.heartbeat_s = heartbeat_s
         self.info = LockInfo.mine()
         self.held = False
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
 
     def _read(self) -> Optional[LockInfo]:
-        try:
-            text = storage.read_text(self.uri)
-        except UserError:  # removed in between
+        if not self.fs.exists(self.uri):
             return None
-        info = LockInfo.parse(text)
-        if info is None:  # not a lock this package wrote: stale, so --force-unlock can clear it
-            return LockInfo("", "", -1, "", 0.0)
-        return info
+        try:
+            text = self.fs.read_text(self.uri)
+        except UserError:  # removed in between, or not text
+            return None if not self.fs.exists(self.uri) else UNREADABLE
+        return LockInfo.parse(text) or UNREADABLE  # not a lock this package wrote: stale, --force-unlock clears it
+
+    def _mine(self, other: Optional[LockInfo]) -> bool:
+        return other is not None and other.owner == self.info.owner and other.pid == self.info.pid
 
     def acquire(self) -> None:
-        payload = json.dumps(asdict(self.info)).encode()
         for _ in range(3):
-            if storage.create_exclusive(self.uri, payload):
-                if self._read() == self.info:  # on storage without atomic create: the last writer wins
+            if self.fs.create_exclusive(self.uri, json.dumps(asdict(self.info)).encode()):
+                if self._mine(self._read()):  # on storage without atomic create: the last writer wins
                     self.held = True
                     log.info("locked %s as %s", self.output, self.info.describe())
+                    self._start_heartbeat()
                     return
                 continue
             other = self._read()
@@ -126,13 +141,29 @@ class OutputLock:
                                 f"({why}); rerun with --force-unlock to take it over")
             log.warning("taking over the stale lock of %s (%s)", other.describe(), why)
             if self._read() == other:
-                storage.delete(self.uri)
+                self.fs.delete(self.uri)
         raise UserError(f"output {self.output}: could not take the lock {self.uri}; another run is starting there")
+
+    def _start_heartbeat(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name="gio-spark-lock-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                if not self._mine(self._read()):
+                    log.warning("lock of %s is no longer this run's; heartbeat stopped", self.output)
+                    return
+                self.info = replace(self.info, heartbeat_epoch=time.time())
+                self.fs.write_text(self.uri, json.dumps(asdict(self.info)))
+            except Exception as exc:  # the session may be stopping; the next beat tries again
+                log.debug("lock heartbeat failed: %s", exc)
 
     def check(self) -> None:
         """Raise unless this run still holds the lock (before declaring the output complete)."""
         current = self._read()
-        if current != self.info:
+        if not self._mine(current):
             who = current.describe() if current else "nobody"
             raise RuntimeError(f"lost the lock on {self.output} (now held by {who}); not marking it complete")
 
@@ -140,9 +171,12 @@ class OutputLock:
         if not self.held:
             return
         self.held = False
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
         current = self._read()
-        if current == self.info:
-            storage.delete(self.uri)
+        if self._mine(current):
+            self.fs.delete(self.uri)
         else:
             log.warning("lock of %s was taken over by %s; leaving it", self.output,
                         current.describe() if current else "nobody")

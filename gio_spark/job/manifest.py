@@ -1,7 +1,11 @@
-"""Package versions recorded in the manifest."""
+"""manifest.json: what a run read, computed, reused and wrote, built from the stages' typed results."""
 from __future__ import annotations
 
 from importlib import metadata
+from typing import Any
+
+from .config import JobConfig
+from .stage import Runner
 
 PACKAGES = ("gio-spark", "pyspark", "jax", "jaxlib", "numpy", "torch", "sentence-transformers", "transformers")
 
@@ -14,3 +18,35 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def build_manifest(cfg: JobConfig, runner: Runner, spark: dict, seconds: float) -> dict[str, Any]:
+    r = runner.results
+    reads = {side: r[f"pairs_{side}"] for side in ("train", "target")}
+    manifest = {
+        "output": r["write"].uri,
+        "summary": r["report"].summary,
+        "output_format": cfg.output_format,
+        "config": cfg.to_dict(),
+        "versions": package_versions(),
+        "rows": {
+            "train_in": reads["train"].rows_in,
+            "train_kept": reads["train"].rows_kept,
+            "target_in": reads["target"].rows_in,
+            "target_kept": reads["target"].rows_kept,
+            "selected": r["write"].rows_out,
+        },
+        "skipped": {side: dict(read.skipped) for side, read in reads.items()},
+        "inputs": {side: read.stats() for side, read in reads.items()},
+        "quantize": {side: r[f"quantize_{side}"].stats for side in ("train", "target")},
+        "selection": r["select"].to_dict(),
+        "stages_reused": runner.reused,
+        "stages": {name: {"key": rec.key, "reused": rec.reused, "resources": rec.resources, "path": rec.path}
+                   for name, rec in runner.records.items()},
+        "seconds": {**{name: round(rec.seconds, 3) for name, rec in runner.records.items()}, "total": round(seconds, 3)},
+        "spark": spark,
+    }
+    embeds = {side: r[f"embed_{side}"].stats() for side in ("train", "target") if f"embed_{side}" in r}
+    if embeds:
+        manifest["embedding"] = embeds
+    return manifest

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import sys
+from pathlib import Path
 from typing import Optional
 
 from ..errors import UserError
@@ -31,11 +32,10 @@ LOCAL_CONF = {
     "spark.hadoop.fs.s3n.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
 }
 
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 # environment variables that show this Python process was started by a Spark launcher
 # (spark-submit, pyspark, Databricks) whose JVM and settings already exist
 LAUNCHER_ENV = ("PYSPARK_GATEWAY_PORT", "DATABRICKS_RUNTIME_VERSION")
-# applications of the sessions this package started (whose log levels it may quiet)
-_OWN_APPS: set[str] = set()
 
 
 # S3A settings for sessions this package creates. Credentials come from the standard AWS chain
@@ -112,6 +112,8 @@ def local_session(master: Optional[str] = None, app_name: str = "gio-spark", ext
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # one machine: stay on loopback
     builder = SparkSession.builder.appName(app_name).master(master)
     conf = dict(LOCAL_CONF)
+    # quiet from the JVM's first line (the log4j banner, native-hadoop and BLAS warnings)
+    conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"
     jars = os.environ.get("GIO_SPARK_JARS")
     if jars:
         conf["spark.jars"] = jars
@@ -120,14 +122,7 @@ def local_session(master: Optional[str] = None, app_name: str = "gio-spark", ext
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
-    _OWN_APPS.add(spark.sparkContext.applicationId)
     return spark
-
-
-def owns(spark) -> bool:
-    """Whether this package started ``spark`` (not a launcher or the caller)."""
-    return spark.sparkContext.applicationId in _OWN_APPS
 
 
 def get_spark(master: Optional[str] = None, app_name: str = "gio-spark", extra_conf: Optional[dict] = None):

@@ -1,0 +1,224 @@
+"""What every reader shares: stable pair ids, skip reasons, numbered lines, input listing.
+
+A pair id is ``file_ordinal * 2**40 + row``: the file's position among the input's files in
+sorted order and the 0-based line (or Parquet row) in that file, so ids survive reruns.
+Every input row is accounted for: kept, or counted as skipped with a reason, or an error
+that names the file and row.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional, Sequence
+from urllib.parse import unquote
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ...errors import UserError
+from ..config import InputConfig
+from ..fs import FileInfo, FileSystem
+from ..uri import canonical_file_uri, escape_glob, has_glob, shown
+
+log = logging.getLogger(__name__)
+
+FILE_SHIFT = 40
+REPLACEMENT = "\ufffd"  # what decoding puts for bytes that are not UTF-8
+UNDECODABLE = "undecodable"
+BAD_COLUMNS = "bad_columns"
+UNMATCHED_FILE = "unmatched_file"  # never expected: a row whose file could not be numbered
+INTERNAL_COLUMNS = ("_skip", "_cols")
+# columns the job itself writes next to the user's: an input column of the same name is refused
+JOB_COLUMNS = ("pair_id", "src", "tgt", "cluster", "selection_rank", "target_distance", "embedding")
+INTERNAL_PREFIX = "_gio_"
+
+
+@dataclass
+class InputFiles:
+    """The files of one input, listed once: ``src[i]``/``tgt[i]`` are file ordinal i (the same
+    file for one-file formats); ``base`` is the folder partition columns are read from."""
+
+    src: list[FileInfo]
+    tgt: list[FileInfo]
+    base: Optional[str] = None
+
+    @property
+    def src_paths(self) -> list[str]:
+        return [f.path for f in self.src]
+
+    @property
+    def tgt_paths(self) -> list[str]:
+        return [f.path for f in self.tgt]
+
+    def fingerprint(self, fs: FileSystem) -> list[list]:
+        """Path, size, modification time and content hash (S3 ETag, the filesystem's checksum, or
+        a SHA-256 of the bytes) of every file: what a stage key needs to notice an input
+        replaced in place, also with the same size and time."""
+        files = {f.path: f for f in (*self.src, *self.tgt)}
+        return [[f.path, f.size, f.mtime, fs.content_hash(f)] for _, f in sorted(files.items())]
+
+
+@dataclass
+class RawPairs:
+    """Every input row as DataFrame[pair_id, src, tgt, (user columns), _skip]: ``_skip`` is
+    null for a kept pair, else the reason it is not used (vectors: [pair_id, embedding, ...])."""
+
+    df: DataFrame
+    files: InputFiles
+    unit: str  # what a row number counts in error messages: "line" or "row"
+    tsv_width: int = 0
+    rows: Optional[int] = None  # input rows, when known before the pass that writes them
+    dim: Optional[int] = None  # vectors only
+
+
+class Reader:
+    """One input format. ``candidates`` and ``missing`` serve the check before any Spark job
+    (the paths that must match something, and a hint when none does), ``list`` lists the files
+    once, ``read`` gives every row as RawPairs; ``embedded``: the rows carry their own vectors."""
+
+    format: str
+    embedded = False
+
+    def candidates(self, inp: InputConfig, src_lang: str, tgt_lang: str) -> list[str]:
+        return [inp.path]
+
+    def missing(self, inp: InputConfig, src_lang: str, tgt_lang: str, name: str) -> str:
+        return glob_hint(inp.path)
+
+    def list(self, fs: FileSystem, inp: InputConfig, src_lang: str, tgt_lang: str, name: str) -> InputFiles:
+        files = resolve(fs, inp.path, name)
+        if not files:
+            raise UserError(f"{name}: no input files match {shown(inp.path)}{glob_hint(inp.path)}")
+        return InputFiles(files, files)
+
+    def read(self, spark, fs: FileSystem, inp: InputConfig, src_lang: str, tgt_lang: str, name: str,
+             files: InputFiles) -> RawPairs:
+        raise TypeError(f"{type(self).__name__} does not define read()")
+
+
+def spark_paths(paths: Sequence[str]) -> list[str]:
+    """Listed files as Spark's readers must get them: escaped, since they glob every path."""
+    return [escape_glob(p) for p in paths]
+
+
+def resolve(fs: FileSystem, path: str, name: str) -> list[FileInfo]:
+    """The files a path means: the file or folder itself when it exists (a folder: every file
+    below it, hidden ones left out), else the files and folders its glob pattern matches."""
+    if fs.exists(path):
+        return [fs.info(path)] if not fs.is_dir(path) else _folder_files(fs, path, name)
+    if not has_glob(path):
+        return []
+    found = list(fs.glob(path))
+    for folder in fs.glob_dirs(path):
+        found += _folder_files(fs, folder, name)
+    return sorted({f.path: f for f in found}.values(), key=lambda f: f.path)
+
+
+def _folder_files(fs: FileSystem, folder: str, name: str) -> list[FileInfo]:
+    files = fs.files_under(folder)
+    if not files:
+        raise UserError(f"{name}: folder {shown(folder)} holds no input files (hidden files, starting with _ or ., "
+                        f"are left out)")
+    return files
+
+
+def glob_hint(path: str) -> str:
+    """What to say when a path with glob characters matched nothing."""
+    if not has_glob(path):
+        return ""
+    return (f" ({shown(path)} is read as a glob pattern: *, ?, [, ], {{ and }} are special; put a backslash "
+            f"before each one that is part of a file name)")
+
+
+def numbered_lines(spark: SparkSession, fs: FileSystem, files: list[str]) -> tuple[DataFrame, list[int]]:
+    """DataFrame[file_ordinal int, line long, value string, _file string] for text files (gzip
+    too), the line number counted from 0 within each file, computed without a global sort; and
+    the number of lines of each file.
+
+    Only LF ends a line (a lone CR stays inside it) and a CR right before the LF is removed,
+    so Unix and Windows line ends give the same lines."""
+    ordinal = {fs.uri_form(f): i for i, f in enumerate(files)}
+    raw = (
+        spark.read.option("lineSep", "\n").text(spark_paths(files))
+        .select(_without_final_cr("value"), F.col("_metadata.file_path").alias("_file"))
+        .withColumn("_mid", F.monotonically_increasing_id())
+        .withColumn("_part", F.spark_partition_id())
+    )
+    blocks = raw.groupBy("_file", "_part").agg(F.count("*").alias("n"), F.min("_mid").alias("first")).collect()
+    counts = [0] * len(files)
+    offsets = []
+    for row in sorted(blocks, key=lambda r: (r["_file"], r["first"])):
+        i = ordinal.get(canonical_file_uri(row["_file"]))
+        if i is None:
+            raise RuntimeError(f"Spark read {unquote(row['_file'])}, which is not one of the listed input files")
+        offsets.append((row["_file"], row["_part"], row["first"], counts[i], i))
+        counts[i] += row["n"]
+    table = spark.createDataFrame(offsets, "_file string, _part int, first long, start long, file_ordinal int")
+    out = raw.join(F.broadcast(table), ["_file", "_part"]).select(
+        "file_ordinal", (F.col("start") + F.col("_mid") - F.col("first")).alias("line"), "value", "_file"
+    )
+    return out, counts
+
+
+def _without_final_cr(col: str) -> Column:
+    """The text without one trailing CR, cut as bytes so that bytes which are not UTF-8 stay as
+    they are (a string function would replace them and hide them from the UTF-8 check)."""
+    return F.expr(
+        f"CASE WHEN substring(cast({col} AS binary), -1, 1) = X'0D' "
+        f"THEN cast(substring(cast({col} AS binary), 1, octet_length({col}) - 1) AS string) ELSE {col} END"
+    ).alias(col)
+
+
+def invalid_utf8(col: str) -> Column:
+    """True where the text's bytes are not valid UTF-8 (Spark's text reader keeps raw bytes)."""
+    if hasattr(F, "is_valid_utf8"):  # Spark 4
+        return ~F.is_valid_utf8(col)
+    # Spark 3.5: decoding replaces malformed bytes with U+FFFD
+    return F.decode(F.col(col).cast("binary"), "UTF-8").contains(REPLACEMENT)
+
+
+def blank(col) -> Column:
+    """Null, empty, or nothing but whitespace (any Unicode white space: tabs, no-break spaces...)."""
+    c = F.col(col) if isinstance(col, str) else col
+    return F.coalesce(c.rlike(r"(?U)^\s*$"), F.lit(True))
+
+
+def skip_reason(*checks: tuple[Column, str]) -> Column:
+    """The first reason that applies, else null (the pair is kept)."""
+    expr = None
+    for cond, reason in reversed(checks):
+        expr = F.when(cond, F.lit(reason)).otherwise(expr if expr is not None else F.lit(None).cast("string"))
+    return expr.alias("_skip")
+
+
+def pair_id(ordinal_col: str, row_col: str) -> Column:
+    return (F.col(ordinal_col).cast("long") * F.lit(1 << FILE_SHIFT) + F.col(row_col)).alias("pair_id")
+
+
+def check_user_columns(columns: Sequence[str], allowed: Sequence[str], where: str, name: str) -> list[str]:
+    """The input's own columns that travel to the output (all but ``allowed``, the job's
+    columns read under their own names); one that would collide with a column the job
+    writes (or uses inside) is refused, before any work."""
+    keep = []
+    for col in columns:
+        if col in allowed:
+            continue
+        if col in JOB_COLUMNS or col in INTERNAL_COLUMNS or col.startswith(INTERNAL_PREFIX):
+            raise UserError(
+                f"{name}: column {col!r} of {where} has the name of a column the job writes "
+                f"({', '.join(JOB_COLUMNS + INTERNAL_COLUMNS)} and {INTERNAL_PREFIX}*); rename it in the input"
+            )
+        keep.append(col)
+    return keep
+
+
+_ESCAPED_BACKSLASH = r"(?<!\\)((?:\\\\)*)"
+
+
+def unescaped(col: Column) -> Column:
+    r"""Text with the escapes of the job's text and TSV output undone: ``\t``, ``\n``, ``\r``
+    and ``\\`` (an escape is a backslash preceded by an even number of backslashes)."""
+    out = col
+    for letter, char in (("t", "\t"), ("n", "\n"), ("r", "\r")):
+        out = F.regexp_replace(out, _ESCAPED_BACKSLASH + r"\\" + letter, "$1" + char)
+    return F.replace(out, F.lit("\\\\"), F.lit("\\"))

@@ -1,0 +1,112 @@
+"""Embed stage: one side's kept pairs to vectors, in executor tasks (on the task's GPU when
+Spark assigned one). Rows are hash-partitioned by the text that is embedded, into a number of
+partitions set by the row count, and sorted within each: the same tasks, batches and float
+rounding on any cluster shape, and repeated texts meet in one task, which embeds them once."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+from pyspark.sql import functions as F
+
+from ..embed import SentenceEmbedder
+from ..stage import Context, Progress, Resources, Result, Stage, Table
+from .read import ReadResult
+
+log = logging.getLogger(__name__)
+
+MIN_PARTITIONS = 8  # embedding tasks for a small input, whatever the cluster
+
+
+@dataclass
+class EmbedResult(Result):
+    rows: int
+    model: str
+    side: str
+    partitions: int
+    distinct_texts: int  # texts embedded: each distinct text once per task
+    embeddings: Optional[Table] = None  # [pair_id, embedding array<float>]
+
+    def vectors(self) -> tuple[Table, int]:
+        """The table holding the vectors, and its row count."""
+        return self.embeddings, self.rows
+
+    def stats(self) -> dict:
+        texts = self.rows * (2 if self.side == "both" else 1)
+        return {"rows": self.rows, "model": self.model, "side": self.side, "partitions": self.partitions,
+                "texts": texts, "distinct_texts": self.distinct_texts, "repeated_texts_skipped": texts - self.distinct_texts}
+
+
+def result_affecting(embedding) -> dict:
+    """The embedding settings that change the vectors (partitioning and task GPUs do not)."""
+    values = dataclasses.asdict(embedding)
+    for key in ("rows_per_partition", "gpus_per_task"):
+        values.pop(key)
+    return values
+
+
+class EmbedStage(Stage[EmbedResult]):
+    result = EmbedResult
+
+    def __init__(self, side: str, gpus_per_task: float = 0.0) -> None:
+        self.side = side
+        self.name = f"embed_{side}"
+        self.reads = (f"pairs_{side}",)
+        self.resources = Resources("executors", gpus_per_task=gpus_per_task)
+
+    def config(self, cfg):
+        return result_affecting(cfg.embedding)
+
+    def progress(self, cfg, inputs: Mapping[str, Result]) -> Progress:
+        return Progress(f"embed {self.side}", total_rows=inputs[self.reads[0]].rows_kept, count_rows=True)
+
+    def run(self, ctx: Context, inputs: Mapping[str, Result]) -> EmbedResult:
+        cfg = ctx.cfg.embedding
+        pairs: ReadResult = inputs[self.reads[0]]
+        rows = pairs.rows_kept
+        embedder = SentenceEmbedder(cfg)
+        parts = max(MIN_PARTITIONS, -(-rows // cfg.rows_per_partition))
+        keys = [F.col(c) for c in embedder.columns()]
+        df = (pairs.kept(ctx.spark).select("pair_id", *embedder.columns())
+              .repartition(parts, F.xxhash64(*keys)).sortWithinPartitions("pair_id"))
+        texts = ctx.spark.sparkContext.accumulator(0)
+        body = functools.partial(embedder, rows=ctx.progress.counter, texts=texts)
+        out = ctx.table("embeddings")
+        task_resources(ctx.spark, df, body, self.resources).write.parquet(out.uri)
+        written = out.read(ctx.spark).count()
+        if written != rows:
+            raise RuntimeError(f"{self.side}: embedded {written} pairs, expected {rows}")
+        result = EmbedResult(rows=rows, model=cfg.model, side=cfg.side, partitions=parts,
+                             distinct_texts=int(texts.value), embeddings=out)
+        skipped = result.stats()["repeated_texts_skipped"]
+        if skipped:
+            log.info("embed %s: %d of %d texts were repeats, embedded once each", self.side, skipped,
+                     result.stats()["texts"])
+        return result
+
+
+SCHEMA = "pair_id long, embedding array<float>"
+
+
+def task_resources(spark, df, body, resources: Resources):
+    """``df.mapInPandas(body)``, in tasks that get ``resources.gpus_per_task`` GPUs through a
+    stage-level resource profile where this Spark can (4.0+, not local mode); else as the
+    session's task resources say (``spark.task.resource.gpu.amount``)."""
+    if not resources.gpus_per_task:
+        return df.mapInPandas(body, SCHEMA)
+    if spark.sparkContext.master.startswith("local"):
+        log.warning("embedding.gpus_per_task is ignored in local mode (Spark has no stage-level resources there)")
+        return df.mapInPandas(body, SCHEMA)
+    try:
+        from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+
+        requests = TaskResourceRequests().cpus(1).resource("gpu", resources.gpus_per_task)
+        profile = ResourceProfileBuilder().require(requests).build
+        return df.mapInPandas(body, SCHEMA, profile=profile)
+    except TypeError:  # Spark 3.5: mapInPandas takes no profile
+        log.warning("embedding.gpus_per_task needs Spark 4.0 or later (stage-level resources of mapInPandas); "
+                    "set spark.task.resource.gpu.amount instead")
+        return df.mapInPandas(body, SCHEMA)

@@ -1,0 +1,49 @@
+"""Quantize stage: one side's vectors to k-means centroids and cluster sizes (see quantize.py);
+the pool's assignments of every pair to its cluster are kept, to map the chosen clusters back."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+import numpy as np
+
+from ..quantize import quantize
+from ..stage import Context, Progress, Resources, Result, Stage, Table
+
+
+@dataclass
+class QuantizeResult(Result):
+    centroids: np.ndarray  # [K, d] float32
+    sizes: np.ndarray  # [K] pairs per cluster
+    stats: dict = field(default_factory=dict)  # rows, clusters, k-means figures
+    assignments: Optional[Table] = None  # [pair_id, cluster, sqdist] (the pool only)
+
+
+class QuantizeStage(Stage[QuantizeResult]):
+    result = QuantizeResult
+    resources = Resources("executors")
+
+    def __init__(self, side: str, source: str) -> None:
+        """``source``: the stage whose table holds the side's vectors (embed_<side>, or
+        pairs_<side> for precomputed vectors)."""
+        self.side = side
+        self.name = f"quantize_{side}"
+        self.reads = (source,)
+        self.seed_offset = 0 if side == "train" else 1
+
+    def config(self, cfg):
+        return cfg.quantize, self.seed_offset
+
+    def progress(self, cfg, inputs: Mapping[str, Result]) -> Progress:
+        return Progress(f"quantize {self.side}", max_iter=cfg.quantize.max_iter if cfg.quantize.enabled else None)
+
+    def run(self, ctx: Context, inputs: Mapping[str, Result]) -> QuantizeResult:
+        cfg = ctx.cfg.quantize
+        table, rows = inputs[self.reads[0]].vectors()
+        emb = table.read(ctx.spark).select("pair_id", "embedding")
+        keep = ctx.table("assignments") if self.side == "train" else None
+        q = quantize(emb, cfg, rows, self.side, self.seed_offset, keep.uri if keep else None)
+        iterations = ctx.progress.kmeans_iterations() if cfg.enabled else 0
+        stats = {"rows": rows, "clusters": int(len(q.centroids)), "quantized": cfg.enabled,
+                 "kmeans_iterations": iterations, **q.stats}
+        return QuantizeResult(centroids=q.centroids, sizes=q.sizes, stats=stats, assignments=keep)

@@ -134,56 +134,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(BaseException):
-    """SIGTERM (what YARN, Airflow and ``timeout`` send), raised where the driver is, like Ctrl-C."""
-
-
-def _terminate(signum, frame) -> None:
-    raise Terminated()
-
-
-def _stop_spark_work() -> None:
-    """Cancel the running Spark jobs, quietly (the interrupted Py4J call has already failed)."""
-    import logging
-
-    for name in ("py4j", "py4j.clientserver", "py4j.java_gateway"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        from pyspark import SparkContext
-
-        if SparkContext._active_spark_context is not None:
-            SparkContext._active_spark_context.cancelAllJobs()
-    except Exception:  # the JVM may be gone already
-        pass
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     import signal
-    import threading
 
+    from .job.session import Stopped
     from .logs import configure
 
     parser = build_parser()
     args = parser.parse_args(argv)
     configure(verbose=args.verbose)
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
     except (UserError, ValueError) as exc:
         message = " ".join(str(exc).split("\n"))
         print(f"gio-spark: error: {message}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, Terminated) as exc:
-        _stop_spark_work()
-        what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+    except (KeyboardInterrupt, Stopped) as exc:
+        term = isinstance(exc, Stopped) and exc.signum == signal.SIGTERM
+        what, code = ("terminated (SIGTERM)", 143) if term else ("interrupted", 130)
         print(f"gio-spark: error: {what}; Spark jobs cancelled and the output's lock released; rerun to resume "
               f"from the finished stages", file=sys.stderr)
         return code
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -343,6 +343,14 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def start_driver(args, log):
+    """The CLI in a driver process of its own (its session set up as the tests' is), output to ``log``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    with open(log, "wb") as fh:
+        return subprocess.Popen([sys.executable, "-c", SUBPROCESS_DRIVER, *args], stdout=fh, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)
+
+
 def wait_for(path, proc, log, timeout_s=300.0):
     deadline = time.monotonic() + timeout_s
     while not path.exists():
@@ -368,11 +376,8 @@ def test_second_run_refused_and_kill_9_leaves_a_stale_lock(spark, tmp_path, refe
     out = tmp_path / "out"
     args = ["run", "--train", train, "--target", target, "--src-lang", "en", "--tgt-lang", "de", "--output", str(out),
             "--k", "30", "--set", "quantize.seed=3", "--set", "gio.max_iter=30"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     log = tmp_path / "first.log"
-    with open(log, "wb") as fh:
-        first = subprocess.Popen([sys.executable, "-c", SUBPROCESS_DRIVER, *args], stdout=fh, stderr=subprocess.STDOUT,
-                                 env=env, start_new_session=True)
+    first = start_driver(args, log)
     try:
         wait_for(out / "_LOCK", first, log)
         lock = json.loads((out / "_LOCK").read_text())

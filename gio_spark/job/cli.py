@@ -149,19 +149,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=1))
         return 0
+    from .embed import check_model_available
+    from .fs import FileSystem
     from .pipeline import run_job
+    from .readers import reader_for
+    from .session import get_spark, interrupts_handled
 
-    spark = None
-    if getattr(args, "demo", False):
-        from ..demo import write_demo_corpus
-        from .embed import check_model_available
-        from .fs import FileSystem
-        from .session import get_spark
-
+    if not reader_for(cfg.train.format).embedded:
         check_model_available(cfg.embedding.model)  # before Spark starts
-        spark = get_spark(cfg.spark_master)
-        write_demo_corpus(FileSystem(spark), join(cfg.output, "_demo_data"))
-    manifest = run_job(cfg, spark, force_unlock=args.force_unlock)
+    spark = get_spark(cfg.spark_master)
+    with interrupts_handled(spark):
+        if getattr(args, "demo", False):
+            from ..demo import write_demo_corpus
+
+            write_demo_corpus(FileSystem(spark), join(cfg.output, "_demo_data"))
+        manifest = run_job(cfg, spark, force_unlock=args.force_unlock)
     summary = manifest.get("summary", {})
     print(f"selected pairs: {manifest['output']} ({manifest['rows']['selected']} of {manifest['rows']['train_kept']}"
           + (f", {summary['clusters_chosen']} of {summary['clusters_total']} clusters)" if summary else ")"))

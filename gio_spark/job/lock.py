@@ -22,6 +22,7 @@ from typing import Optional
 
 from ..errors import UserError
 from .fs import FileSystem
+from .session import in_new_thread
 from .uri import join
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,12 @@ class OutputLock:
             raise RuntimeError(f"lost the lock on {self.output} (now held by {who}); not marking it complete")
 
     def release(self) -> None:
-        if not self.held:
-            return
+        """Remove the lock if it is still this run's (in a thread of its own: after Ctrl-C the
+        interrupted thread's connection to the JVM is unusable)."""
+        if self.held:
+            in_new_thread(self._release)
+
+    def _release(self) -> None:
         self.held = False
         self._stop.set()
         if self._thread is not None:

@@ -11,8 +11,9 @@ import logging
 import os
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from ..errors import UserError
 
@@ -134,10 +135,22 @@ def get_spark(master: Optional[str] = None, app_name: str = "gio-spark", extra_c
             log.warning("Spark was launched with master %s; ignoring the job's master/settings (%s)",
                         spark.sparkContext.master, master or "extra settings")
         describe(spark, "launcher's")
+        _log_level_hint(spark)
         return spark
     spark = local_session(master, app_name, extra_conf)
     describe(spark, "own")
     return spark
+
+
+def _log_level_hint(spark) -> None:
+    """Under a launcher that logs Spark at INFO, say how to see the job's own lines."""
+    try:
+        level = str(spark.sparkContext._jvm.org.apache.logging.log4j.LogManager.getRootLogger().getLevel())
+    except Exception:  # another logging backend
+        return
+    if level.upper() in ("INFO", "DEBUG", "TRACE", "ALL"):
+        log.info("Spark logs at %s here; pass --conf spark.log.level=WARN to see only the job's lines and Spark's "
+                 "warnings", level)
 
 
 def describe(spark, whose: str) -> str:
@@ -172,3 +185,67 @@ def warn_local_paths(spark, paths: list[str]) -> None:
 
 def is_local(spark) -> bool:
     return spark.sparkContext.master.startswith("local")
+
+
+def in_new_thread(fn, timeout_s: float = 60.0):
+    """``fn()`` in a thread of its own, and its result. A Py4J call that a signal interrupted
+    (Ctrl-C, SIGTERM) leaves its thread's connection to the JVM waiting for the answer; calls
+    made afterwards, to clean up, need a thread (and so a connection) of their own."""
+    import threading
+
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # handed to the caller
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, name="gio-spark-cleanup", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")
+
+
+class Stopped(BaseException):
+    """Ctrl-C (SIGINT) or SIGTERM (what YARN, Airflow and ``timeout`` send) while the job ran."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def interrupts_handled(spark) -> Iterator[None]:
+    """While inside, Ctrl-C and SIGTERM stop the run cleanly: the running Spark jobs are
+    cancelled, and the main thread's connection to the JVM, which the signal interrupted
+    mid-call, is closed so that the cleanup on the way out (lock, job tags) gets a fresh one;
+    then Stopped is raised where the driver was. The handlers before are restored on the way out."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame) -> None:
+        for name in ("py4j", "py4j.clientserver", "py4j.java_gateway"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        try:
+            in_new_thread(spark.sparkContext.cancelAllJobs, timeout_s=30)
+            client = spark.sparkContext._gateway._gateway_client
+            connection = client.get_thread_connection() if hasattr(client, "get_thread_connection") else None
+            if connection is not None:
+                connection.close(reset=True)
+        except Exception as exc:  # the JVM may be gone already
+            log.debug("could not cancel Spark jobs: %s", exc)
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

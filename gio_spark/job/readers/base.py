@@ -98,7 +98,7 @@ class Reader:
 
 def spark_paths(paths: Sequence[str]) -> list[str]:
     """Listed files as Spark's readers must get them: escaped, since they glob every path."""
-    return [escape_glob(p) for p in paths]
+    return [escape_glob(p) if has_glob(p) else p for p in paths]
 
 
 def resolve(fs: FileSystem, path: str, name: str) -> list[FileInfo]:

@@ -7,8 +7,28 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+import logging
+
 from ..quantize import quantize
 from ..stage import Context, Progress, Resources, Result, Stage, Table
+
+
+log = logging.getLogger(__name__)
+
+# pool pairs per cluster below which clusters turn into singletons and the selection suffers
+# (measured on the shared multi-domain data: see the README, "Choosing k")
+MIN_PAIRS_PER_CLUSTER = 10
+GOOD_PAIRS_PER_CLUSTER = 20
+
+
+def k_warning(rows: int, k: int, singletons: int) -> Optional[str]:
+    """One line when k leaves the pool's clusters too small, with a k that suits the pool."""
+    if k and rows / k < MIN_PAIRS_PER_CLUSTER:
+        better = max(2, rows // GOOD_PAIRS_PER_CLUSTER)
+        return (f"train: k={k} clusters for {rows:,} pool pairs is {rows / k:.1f} pairs per cluster ({singletons} "
+                f"singletons); selection works best with about {GOOD_PAIRS_PER_CLUSTER} pairs per cluster: try "
+                f"quantize.k={better}")
+    return None
 
 
 @dataclass
@@ -43,6 +63,10 @@ class QuantizeStage(Stage[QuantizeResult]):
         emb = table.read(ctx.spark).select("pair_id", "embedding")
         keep = ctx.table("assignments") if self.side == "train" else None
         q = quantize(emb, cfg, rows, self.side, self.seed_offset, keep.uri if keep else None)
+        if self.side == "train" and cfg.enabled:
+            warning = k_warning(rows, len(q.centroids), int(q.stats.get("singletons", 0)))
+            if warning:
+                log.warning(warning)
         iterations = ctx.progress.kmeans_iterations() if cfg.enabled else 0
         stats = {"rows": rows, "clusters": int(len(q.centroids)), "quantized": cfg.enabled,
                  "kmeans_iterations": iterations, **q.stats}

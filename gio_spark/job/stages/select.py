@@ -13,6 +13,8 @@ from .quantize import QuantizeResult
 
 log = logging.getLogger(__name__)
 
+MOST_OF_THE_POOL = 0.5  # a selection above this share of the pool gets a warning
+
 
 @dataclass
 class SelectResult(Result):
@@ -56,6 +58,10 @@ class SelectStage(Stage[SelectResult]):
                  "%.2f -> %.2f (k-NN KL estimates can be negative: see the report)", result.iterations,
                  cfg.gio.max_iter, result.stop_reason, picked, int(sizes.sum()), len(chosen), len(train), unit,
                  result.initial_kl, result.final_kl)
+        if sizes.sum() and picked / sizes.sum() > MOST_OF_THE_POOL:
+            log.warning("select: GIO took %.0f%% of the pool: the target is not much narrower than the pool at this k "
+                        "(%d clusters for %d pairs); a budget (selection.budget_*), v_init=jump or another k gives a "
+                        "smaller, more specific selection", 100 * picked / sizes.sum(), len(train), int(sizes.sum()))
         gio = {k: v for k, v in result.to_dict().items() if k != "config"}
         knn = knn_kl(goal, train[chosen], k=cfg.gio.k) if len(chosen) >= cfg.gio.k else None
         return SelectResult(gio=gio, chosen_clusters=chosen, chosen_cluster_sizes=[int(sizes[c]) for c in chosen],

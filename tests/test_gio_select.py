@@ -210,3 +210,39 @@ def test_bad_inputs_are_named():
         select(pool, target[:5])
     with pytest.raises(ValueError, match="no row at all"):
         select(pool, target, random_init_pct=0.001)
+
+
+def unit_mixture(seed=0):
+    rng = np.random.default_rng(seed)
+    pool = rng.normal(size=(200, 8)).astype(np.float32)
+    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
+    target = (pool[:40] + 0.05 * rng.normal(size=(40, 8))).astype(np.float32)
+    return pool, target, rng.integers(1, 10, size=200)
+
+
+@pytest.mark.parametrize("v_init", ["prev_opt", "mean"])
+def test_a_budget_goes_on_past_gios_own_stop_in_gios_order(v_init):
+    pool, target, weights = unit_mixture()
+    own = select(pool, target, max_iter=200, v_init=v_init)
+    assert own.stop_reason == "increase"
+    big = select(pool, target, max_iter=200, v_init=v_init, weights=weights, budget=500)
+    n = len(own.selected_indices)
+    np.testing.assert_array_equal(big.selected_indices[:n], own.selected_indices)
+    assert big.stop_reason == "budget" and big.own_stop_points == n and big.own_stop_reason == "increase"
+    total = weights[big.selected_indices]
+    assert total.sum() == big.weight_selected >= 500 > total[:-1].sum()  # stops at the first point that reaches it
+    assert len(set(big.selected_indices)) == len(big.selected_indices)
+    np.testing.assert_allclose(big.kl_curve[:n], own.kl_curve, rtol=1e-6)
+
+
+def test_a_budget_below_gios_stop_and_past_max_iter():
+    pool, target, weights = unit_mixture()
+    small = select(pool, target, max_iter=200, v_init="prev_opt", weights=weights, budget=20)
+    assert small.stop_reason == "budget" and small.own_stop_points is None
+    assert weights[small.selected_indices].sum() >= 20 > weights[small.selected_indices[:-1]].sum()
+    capped = select(pool, target, max_iter=5, v_init="prev_opt", budget=30)  # weight 1 a row: 30 rows
+    assert len(capped.selected_indices) == 30 and capped.own_stop_points == 5 and capped.own_stop_reason == "max_iter"
+    everything = select(pool, target, max_iter=5, v_init="prev_opt", budget=1e9)
+    assert everything.stop_reason == "pool_exhausted" and len(everything.selected_indices) == len(pool)
+    with pytest.raises(ValueError, match="weights must be 200 finite values"):
+        select(pool, target, weights=np.ones(3), budget=10)

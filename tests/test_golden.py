@@ -8,27 +8,27 @@ import pytest
 
 from gio_spark.job.pipeline import run_job
 
-from .test_job import POOL, TARGET, job, write_text
+from .test_job import POOL, STAGES, TARGET, job, write_text
 
 pytestmark = pytest.mark.spark
 
-STAGES = ["pairs_train", "pairs_target", "embed_train", "embed_target", "quantize_train", "quantize_target", "select"]
-OUTPUT_ENTRIES = {"selected", "_stages", "manifest.json", "report.png", "_SUCCESS"}
+OUTPUT_ENTRIES = {"selected", "excluded", "_stages", "manifest.json", "report.png", "_SUCCESS"}
 MANIFEST_KEYS = {"output", "summary", "output_format", "config", "versions", "rows", "skipped", "inputs", "quantize",
-                 "selection", "stages_reused", "stages", "seconds", "spark", "embedding"}
+                 "selection", "target_duplicates", "excluded", "stages_reused", "stages", "seconds", "spark",
+                 "embedding"}
 SUMMARY_KEYS = {"pairs_selected", "pairs_in_pool", "share_of_pool", "clusters_chosen", "clusters_total", "unit",
                 "iterations", "max_iter", "stop_reason", "stop_explained", "kl", "nearest_target_distance", "examples",
-                "quantization"}
+                "quantization", "target_duplicates"}
 ROWS_KEYS = {"train_in", "train_kept", "target_in", "target_kept", "selected"}
 SELECTION_KEYS = {"selected_indices", "init_indices", "kl_curve", "initial_kl", "final_kl", "stop_reason", "iterations",
                   "points_added", "n_resets", "gd_steps", "init_size", "timings", "chosen_clusters",
                   "chosen_cluster_sizes", "pairs_selected", "knn_kl_chosen_centroids"}
-INPUT_KEYS = {"rows_in", "rows_kept", "skipped", "files"}
+INPUT_KEYS = {"rows_in", "rows_kept", "skipped", "files", "tokens"}
 QUANTIZE_KEYS = {"rows", "clusters", "quantized", "kmeans_iterations", "k", "k_requested", "fit_rows_target",
                  "driver_rows_target", "init_mode", "inertia", "mean_sqdist", "size_percentiles", "singletons", "empty",
                  "top10pct_share"}
 EMBED_KEYS = {"rows", "model", "side", "partitions", "texts", "distinct_texts", "repeated_texts_skipped"}
-SELECTED_COLUMNS = {"pair_id", "src", "tgt", "cluster", "selection_rank"}
+SELECTED_COLUMNS = {"pair_id", "src", "tgt", "cluster", "selection_rank", "target_distance"}
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +76,7 @@ def test_resume_reuses_exactly_what_did_not_change(golden_run, spark):
     assert other_k["stages_reused"] == STAGES[:4]
     skipped = run_job(job(folder, train, target, if_exists="skip", quantize={"k": 25}), spark)
     assert skipped == other_k
+    budget = run_job(job(folder, train, target, if_exists="overwrite", quantize={"k": 25},
+                         selection={"budget_pairs": 7}), spark)
+    assert budget["stages_reused"] == STAGES[:-1]  # a budget changes the selection only
+    assert budget["rows"]["selected"] == 7

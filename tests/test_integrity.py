@@ -18,7 +18,7 @@ from gio_spark.job.stages.read import summarize
 from gio_spark.job.stages.embed import EmbedStage
 from gio_spark.job.stages.write import verify_output
 
-from .test_job import POOL, TARGET, job, read_input, write_text
+from .test_job import POOL, STAGES, TARGET, job, read_input, write_text
 
 pytestmark = pytest.mark.spark
 
@@ -59,7 +59,7 @@ def test_an_input_replaced_in_place_is_read_again(spark, tmp_path, target, stage
     write_text(tmp_path, "train", revised)  # same paths, other sentences
     stage_log.clear()
     manifest = run_job(job(tmp_path, train, target, if_exists="overwrite"), spark)
-    assert stage_log == ["pairs_train", "embed_train", "quantize_train", "select"]
+    assert stage_log == ["pairs_train", "embed_train", "quantize_train", "guard", "select"]
     assert set(manifest["stages_reused"]) == {"pairs_target", "embed_target", "quantize_target"}
     out = selected(tmp_path / "out")
     assert len(out) == manifest["rows"]["selected"] > 0
@@ -181,8 +181,7 @@ def test_text_and_tsv_output_escape_line_breaks_and_tabs(spark, tmp_path, target
     assert any("\n" in e or "\r" in e for e, _ in pairs)
 
     manifest = run_job(job(tmp_path, train, target, output_format="tsv", if_exists="overwrite"), spark)
-    assert manifest["stages_reused"] == ["pairs_train", "pairs_target", "embed_train", "embed_target",
-                                         "quantize_train", "quantize_target", "select"]
+    assert manifest["stages_reused"] == STAGES
     tsv = pd.concat(pd.read_csv(p, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False, dtype=str)
                     for p in out.glob("part-*"))
     assert len(tsv) == n and list(tsv.columns) == ["pair_id", "src", "tgt"]

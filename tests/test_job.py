@@ -17,8 +17,12 @@ from gio_spark.job.pipeline import run_job
 pytestmark = pytest.mark.spark
 
 
-POOL = [p for d in ("medicine", "law", "software") for p in generate(d, 40, seed=1)]
-TARGET = generate("medicine", 30, seed=2)
+# every stage a complete run publishes, in order (all reused by a rerun of the same job)
+STAGES = ["pairs_train", "pairs_target", "embed_train", "embed_target", "quantize_train", "quantize_target", "guard",
+          "select"]
+
+POOL = [p for d in ("medicine", "law", "software") for p in generate(d, 40, seed=1, half=0)]
+TARGET = generate("medicine", 30, seed=2, half=1)  # medical, but no copy of a pool pair
 
 
 def write_text(folder, name, rows, src="en", tgt="de", gz=False):
@@ -93,8 +97,7 @@ def test_resume_reuses_finished_stages(spark, tmp_path):
     with pytest.raises(UserError, match="already holds a complete run"):
         run_job(job(tmp_path, train, target), spark)
     again = run_job(job(tmp_path, train, target, if_exists="overwrite"), spark)
-    assert set(again["stages_reused"]) == {"pairs_train", "pairs_target", "embed_train", "embed_target",
-                                           "quantize_train", "quantize_target", "select"}
+    assert again["stages_reused"] == STAGES
     assert set(pd.read_parquet(tmp_path / "out" / "selected").pair_id) == ids
     changed = run_job(job(tmp_path, train, target, if_exists="overwrite", gio={"max_iter": 2}), spark)
     assert "select" not in changed["stages_reused"] and "quantize_train" in changed["stages_reused"]
@@ -160,6 +163,7 @@ def test_precomputed_vectors_skip_embedding(spark, tmp_path):
     assert len(out) == manifest["rows"]["selected"] > 0
     assert set(out.pair_id) <= set(range(1000, 1300))
     assert (out.label < 2).mean() > 0.9
+    assert manifest["target_duplicates"]["excluded"] == 0  # no cosine threshold on vectors it did not make
 
 
 def test_direct_selection_without_quantization(spark, tmp_path):

@@ -20,7 +20,7 @@ from gio_spark.job.stages import quantize as quantize_stage
 from gio_spark.job.stages import report as report_stage
 
 from .conftest import ROOT
-from .test_job import POOL, TARGET, job, write_text
+from .test_job import POOL, STAGES, TARGET, job, write_text
 
 pytestmark = pytest.mark.spark
 
@@ -274,7 +274,6 @@ def test_same_config_and_seed_select_the_same_pairs(spark, tmp_path, target):
 # run meets a running one, a killed run leaves its lock. Each ends with the reference's pair ids
 # or a clean refusal, and never with _SUCCESS beside partial output.
 
-STAGES = ["pairs_train", "pairs_target", "embed_train", "embed_target", "quantize_train", "quantize_target", "select"]
 KILL_POINTS = [f"/_stages/{s}/" for s in STAGES] + ["/selected", "/report.png", "/manifest.json", "/_SUCCESS"]
 
 

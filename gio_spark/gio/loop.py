@@ -27,6 +27,8 @@ STOP_REASONS = {
 }
 CRITERION_CODE = {name: code for code, name in STOP_REASONS.items()}
 CRITERION_CODE["data_size"] = 6
+BUDGET = 7  # the selected points' weights reached the budget
+MAX_ITER = 8  # where GIO's own stop was max_iter (budget runs)
 
 
 class LoopSpec(NamedTuple):
@@ -38,6 +40,7 @@ class LoopSpec(NamedTuple):
     discard_nearest: bool
     resets: bool
     buffer: int
+    budget: bool = False  # run until the weights reach the budget; the criterion only marks GIO's own stop
 
 
 class LoopInputs(NamedTuple):
@@ -59,6 +62,10 @@ class LoopInputs(NamedTuple):
     min_difference: jax.Array
     min_kl: jax.Array
     accept_limit: jax.Array
+    weights: jax.Array  # [N] weight of each pool point (budget runs) or [1]
+    budget: jax.Array  # the weight to reach (budget runs)
+    own_limit: jax.Array  # points after which GIO's own limits (max_iter, data_size) would stop
+    own_limit_code: jax.Array  # which of the two that is
 
 
 class LoopState(NamedTuple):
@@ -80,6 +87,9 @@ class LoopState(NamedTuple):
     key: jax.Array
     selected: jax.Array  # [buffer] pool rows in order of selection
     kls: jax.Array  # [buffer] KL after each accepted point
+    weight: jax.Array  # weight of the selection so far (budget runs)
+    own_stop: jax.Array  # points accepted when GIO's own criterion would have stopped, -1 before
+    own_code: jax.Array  # which criterion that was
 
 
 def _log_d(d2: jax.Array, eps: jax.Array) -> jax.Array:
@@ -187,11 +197,24 @@ def build_loop(spec: LoopSpec):
             reset = jnp.bool_(False)
         halt = bad & ~reset
         accept = ~bad
+        own_stop, own_code, weight = s.own_stop, s.own_code, s.weight
+        if spec.budget:  # every point is taken; the criterion only marks where GIO would have stopped
+            limit = s.n_acc >= inp.own_limit
+            here = (own_stop < 0) & (bad | limit)
+            code = jnp.where(bad, crit, inp.own_limit_code)
+            if crit == CRITERION_CODE["min_kl"]:  # min_kl keeps the point that crosses the threshold
+                crossed = (own_stop < 0) & ~limit & (kl < inp.min_kl)
+                own_stop = jnp.where(crossed, s.n_acc + 1, own_stop)
+                own_code = jnp.where(crossed, crit, own_code)
+            own_stop = jnp.where(here, s.n_acc, own_stop)
+            own_code = jnp.where(here, code, own_code)
+            weight = s.weight + inp.weights[idx]
+            halt, accept, reset = weight >= inp.budget, jnp.bool_(True), jnp.bool_(False)
 
         if spec.v_init == "prev_opt":
             v = jnp.where(reset, inp.x_mean, v)
-        stop = jnp.where(halt, crit, 0)
-        if crit == CRITERION_CODE["min_kl"]:
+        stop = jnp.where(halt, BUDGET if spec.budget else crit, 0)
+        if crit == CRITERION_CODE["min_kl"] and not spec.budget:
             stop = jnp.where(accept & (kl < inp.min_kl), crit, stop)
 
         slot = jnp.minimum(s.n_acc, spec.buffer - 1)
@@ -216,6 +239,9 @@ def build_loop(spec: LoopSpec):
             key=key,
             selected=jnp.where(accept, s.selected.at[slot].set(idx.astype(jnp.int32)), s.selected),
             kls=jnp.where(accept, s.kls.at[slot].set(kl), s.kls),
+            weight=weight,
+            own_stop=own_stop,
+            own_code=own_code,
         )
 
     def cond(inp: LoopInputs, s: LoopState):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -32,6 +32,11 @@ class SelectionResult:
     init_size: int
     config: GIOConfig
     timings: dict[str, float] = field(default_factory=dict)
+    # budget runs: the budget, the weight selected, and where GIO's own criterion would have stopped
+    budget: Optional[float] = None
+    weight_selected: Optional[float] = None
+    own_stop_points: Optional[int] = None
+    own_stop_reason: Optional[str] = None
 
     @property
     def final_kl(self) -> float:
@@ -59,6 +64,8 @@ class SelectionResult:
             "init_size": int(self.init_size),
             "timings": {k: float(v) for k, v in self.timings.items()},
             "config": self.config.to_dict(),
+            **({"budget": self.budget, "weight_selected": self.weight_selected, "own_stop_points": self.own_stop_points,
+                "own_stop_reason": self.own_stop_reason} if self.budget is not None else {}),
         }
 
     def to_json(self, **kwargs: Any) -> str:

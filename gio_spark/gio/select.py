@@ -19,11 +19,13 @@ from .estimators import (
     self_knn_log_mean,
     sq_dists,
 )
-from .loop import CRITERION_CODE, STOP_REASONS, LoopInputs, LoopSpec, LoopState, build_loop, grad_direction
+from .loop import (BUDGET, CRITERION_CODE, MAX_ITER, STOP_REASONS, LoopInputs, LoopSpec, LoopState, build_loop,
+                   grad_direction)
 from .result import SelectionResult
 
 log = logging.getLogger(__name__)
 
+OWN_STOP_REASONS = {**STOP_REASONS, CRITERION_CODE["data_size"]: "data_size", MAX_ITER: "max_iter"}
 # the exact optimizer with discard_nearest_for_xy keeps an n x N log-distance matrix
 MAX_EXACT_DISCARD_ENTRIES = 1 << 28
 
@@ -57,6 +59,8 @@ def select(
     target,
     init=None,
     config: Optional[GIOConfig] = None,
+    weights=None,
+    budget: Optional[float] = None,
     **options,
 ) -> SelectionResult:
     """Select rows of ``train`` (the pool G, [N, d]) whose set best matches ``target``
@@ -64,18 +68,25 @@ def select(
 
     ``init`` is an optional initial set D ([m, d], not pool rows). Options are the fields
     of :class:`GIOConfig`, given as ``config`` or as keyword arguments.
+
+    With a ``budget``, GIO keeps choosing, in its order, until the ``weights`` of the selected
+    rows (e.g. the pairs or tokens each centroid stands for; default 1 a row) reach it, also
+    past the point where its stop criterion, ``max_iter`` or ``max_data_size`` would have
+    stopped it (resets are off); ``own_stop_points`` of the result says where that was.
     """
     if config is None:
         config = GIOConfig.from_dict(options)
     elif options:
         raise ValueError("give either config or keyword options, not both")
+    if budget is not None and not budget > 0:
+        raise ValueError(f"budget must be > 0, got {budget}")
     if config.dtype == "float64":
         with jax.enable_x64(True):
-            return _select(train, target, init, config)
-    return _select(train, target, init, config)
+            return _select(train, target, init, config, weights, budget)
+    return _select(train, target, init, config, weights, budget)
 
 
-def _select(train, target, init, cfg: GIOConfig) -> SelectionResult:
+def _select(train, target, init, cfg: GIOConfig, weights, budget: Optional[float]) -> SelectionResult:
     t0 = time.perf_counter()
     dtype = np.float64 if cfg.dtype == "float64" else np.float32
     g = _as_matrix("train", train, dtype)
@@ -121,8 +132,13 @@ def _select(train, target, init, cfg: GIOConfig) -> SelectionResult:
 
     criterion = CRITERION_CODE[cfg.stop_criterion]
     data_limit = int(cfg.max_data_size * pool_n) if cfg.stop_criterion == "data_size" else cfg.max_iter
-    accept_limit = min(cfg.max_iter, data_limit)
-    epochs = cfg.max_resets + 1 if cfg.uses_resets else 1
+    own_limit = min(cfg.max_iter, data_limit)
+    budgeted = budget is not None
+    w = np.ones(pool_n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (pool_n,) or not np.all(np.isfinite(w)) or (w < 0).any():
+        raise ValueError(f"weights must be {pool_n} finite values >= 0, one per train row")
+    accept_limit = pool_n if budgeted else own_limit
+    epochs = cfg.max_resets + 1 if cfg.uses_resets and not budgeted else 1
     buffer = max(1, min(accept_limit, pool_n * epochs))
     consts = jnp.asarray(kl_constants(m0 + buffer + 1, n, cfg.k), dtype)
 
@@ -159,6 +175,10 @@ def _select(train, target, init, cfg: GIOConfig) -> SelectionResult:
         max_resets=jnp.int32(cfg.max_resets), max_seq=jnp.int32(cfg.max_sequential_increases),
         min_difference=jnp.asarray(cfg.min_difference, dtype), min_kl=jnp.asarray(cfg.min_kl, dtype),
         accept_limit=jnp.int32(accept_limit),
+        weights=jnp.asarray(w if budgeted else np.zeros(1), dtype),
+        budget=jnp.asarray(budget if budgeted else 0.0, dtype),
+        own_limit=jnp.int32(own_limit),
+        own_limit_code=jnp.int32(CRITERION_CODE["data_size"] if data_limit < cfg.max_iter else MAX_ITER),
     )
     if cfg.optimizer == "gradient":
         scale = _scale_factor(cfg, inputs, v0, min_log0, m0, discard)
@@ -173,8 +193,10 @@ def _select(train, target, init, cfg: GIOConfig) -> SelectionResult:
         iters=jnp.int32(0), resets=jnp.int32(0), seq=jnp.int32(0), just_reset=jnp.bool_(False),
         stop=jnp.int32(0), gd_steps=jnp.int32(0), key=jax.random.PRNGKey(cfg.seed),
         selected=jnp.full(buffer, -1, jnp.int32), kls=jnp.zeros(buffer, dtype),
+        weight=jnp.asarray(w[init_rows].sum() if budgeted else 0.0, dtype),
+        own_stop=jnp.int32(-1), own_code=jnp.int32(0),
     )
-    spec = LoopSpec(criterion, cfg.v_init, cfg.optimizer, discard, cfg.uses_resets, buffer)
+    spec = LoopSpec(criterion, cfg.v_init, cfg.optimizer, discard, cfg.uses_resets and not budgeted, buffer, budgeted)
     t1 = time.perf_counter()
     compiled = build_loop(spec).lower(inputs, state).compile()
     t2 = time.perf_counter()
@@ -183,8 +205,12 @@ def _select(train, target, init, cfg: GIOConfig) -> SelectionResult:
 
     n_acc = int(final.n_acc)
     code = int(final.stop)
-    if code:
+    if code == BUDGET:
+        reason = "budget"
+    elif code:
         reason = STOP_REASONS[code]
+    elif budgeted:
+        reason = "pool_exhausted"
     elif cfg.stop_criterion == "data_size" and n_acc >= data_limit:
         reason = "data_size"
     elif n_acc >= cfg.max_iter:
@@ -204,6 +230,12 @@ def _select(train, target, init, cfg: GIOConfig) -> SelectionResult:
         config=cfg,
         timings={"setup_s": t1 - t0, "compile_s": t2 - t1, "loop_s": t3 - t2, "total_s": t3 - t0},
     )
+    if budgeted:
+        own = int(final.own_stop)
+        result.budget = float(budget)
+        result.weight_selected = float(final.weight)
+        result.own_stop_points = own if own >= 0 else None
+        result.own_stop_reason = OWN_STOP_REASONS.get(int(final.own_code)) if own >= 0 else None
     result.timings["scale_factor"] = scale
     log.info(
         "GIO selected %d points in %d iterations (%.3f s loop, %.3f s compile); stop: %s; KL %.4f -> %.4f",

@@ -11,7 +11,8 @@ from .readers import reader_for
 from .uri import ancestors, is_local, is_within, join, parent, same, shown, static_prefix
 
 # everything a run writes under its output folder (other entries, e.g. the demo's data, are left alone)
-OUTPUT_ENTRIES = ("selected", "_stages", "_tmp", "manifest.json", "report.png", "_SUCCESS", "_LOCK")
+OUTPUT_ENTRIES = ("selected", "excluded", "scores", "_stages", "_tmp", "manifest.json", "report.png", "_SUCCESS",
+                  "_LOCK")
 
 
 def input_folder(fs: FileSystem, path: str, fmt: str) -> str:
@@ -74,6 +75,14 @@ def check_counts(cfg: JobConfig, reads: Mapping[str, object]) -> None:
                         f"{need} (add target pairs or lower gio.k)")
     if not cfg.quantize.enabled:
         check_direct_rows(train, cfg.quantize.max_direct_rows, "train")
+    budget = cfg.selection.budget
+    if budget and budget[0] == "pairs" and budget[1] > train:
+        raise UserError(f"selection.budget_pairs={budget[1]} is more than the pool's {train} usable pairs")
+    if budget and budget[0] == "tokens":
+        have = reads["train"].tokens(cfg.selection.token_sides)
+        if budget[1] > have:
+            raise UserError(f"selection.budget_tokens={budget[1]} is more than the pool's {have} tokens "
+                            f"({cfg.selection.token_sides} sides of its usable pairs)")
     dims = {side: reads[side].dim for side in ("train", "target")}
     if None not in dims.values() and dims["train"] != dims["target"]:
         raise UserError(f"train vectors have dimension {dims['train']} but target vectors {dims['target']}")

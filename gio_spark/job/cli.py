@@ -52,7 +52,12 @@ FLAG_KEYS = {
     "model": "embedding.model",
     "master": "spark_master",
     "stages_dir": "stages_dir",
+    "budget_pairs": "selection.budget_pairs",
+    "budget_tokens": "selection.budget_tokens",
+    "budget_share": "selection.budget_share",
 }
+# store_true flag -> dotted config key it sets to true
+SWITCH_KEYS = {"keep_target_duplicates": "selection.keep_target_duplicates", "write_scores": "selection.write_scores"}
 
 
 def _choices(values) -> str:
@@ -83,6 +88,14 @@ def add_run_parser(sub) -> None:
     p.add_argument("--model", help="embedding model: folder, installed model package, or hub name "
                                     f"({_default('embedding.model')})")
     p.add_argument("--master", help="Spark master when no session is active (default: local[*])")
+    p.add_argument("--budget-pairs", metavar="N", help="select exactly N pairs (GIO's order, past its own stop if needed)")
+    p.add_argument("--budget-tokens", metavar="N",
+                   help="select pairs up to N white-space tokens of both sides (selection.token_sides)")
+    p.add_argument("--budget-share", metavar="F", help="select this share of the usable pool's pairs (0 < F <= 1)")
+    p.add_argument("--keep-target-duplicates", action="store_true",
+                   help="turn the guard off: let pool pairs that duplicate target pairs be selected")
+    p.add_argument("--write-scores", action="store_true",
+                   help="write selection_rank and target_distance of every pool pair to <output>/scores")
     p.add_argument("--force-unlock", action="store_true",
                    help="take over the output's _LOCK when it is stale (its heartbeat older than lock_stale_minutes, "
                         "or its process gone on this host)")
@@ -112,6 +125,9 @@ def resolve_config(args: argparse.Namespace) -> JobConfig:
         value = getattr(args, flag, None)
         if value is not None:
             apply_override(data, key, value)
+    for flag, key in SWITCH_KEYS.items():
+        if getattr(args, flag, False):
+            apply_override(data, key, "true")
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():

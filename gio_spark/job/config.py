@@ -113,6 +113,43 @@ class QuantizeConfig:
     max_direct_rows: Count = 200_000  # selection on rows without quantization is for small pools
 
 
+TokenSides = Literal["both", "src", "tgt"]
+
+
+@dataclass(config=SECTION)
+class SelectionConfig:
+    """How much to select and what to keep out. A budget (at most one of the three) makes GIO
+    add clusters in its order until the budget is reached, also past its own stop, and cuts the
+    last cluster (its pairs nearest the target first) so the output holds exactly the budget;
+    without one, GIO's stop criterion decides. The guard keeps pool pairs that duplicate a
+    target pair out of the selection."""
+
+    budget_pairs: Optional[Count] = None
+    budget_tokens: Optional[Count] = None
+    budget_share: Optional[Annotated[float, Field(gt=0, le=1)]] = None  # of the usable pool's pairs
+    token_sides: TokenSides = "both"  # whose white-space tokens a token budget counts
+    keep_target_duplicates: Flag = False  # the guard off
+    # near duplicates by the vectors; None: 0.95 for the job's own sentence embeddings (calibrated
+    # on them), off for precomputed vectors, whose cosines mean what their producer made them mean
+    duplicate_cosine: Optional[Annotated[float, Field(gt=0, le=1)]] = None
+    write_scores: Flag = False  # <output>/scores: selection_rank and target_distance of every pool pair
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> "SelectionConfig":
+        given = [k for k in ("budget_pairs", "budget_tokens", "budget_share") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one budget, not {' and '.join(given)}")
+        return self
+
+    @property
+    def budget(self) -> Optional[tuple[str, float]]:
+        """(unit, amount) of the budget: ("pairs", n), ("tokens", n) or ("share", f); None without one."""
+        for unit, key in (("pairs", "budget_pairs"), ("tokens", "budget_tokens"), ("share", "budget_share")):
+            if getattr(self, key) is not None:
+                return unit, getattr(self, key)
+        return None
+
+
 @dataclass(config=SECTION, kw_only=True)
 class JobConfig:
     train: InputConfig
@@ -131,6 +168,7 @@ class JobConfig:
     allow_undecodable: Flag = False
     embedding: EmbeddingConfig = dataclasses.field(default_factory=EmbeddingConfig)
     quantize: QuantizeConfig = dataclasses.field(default_factory=QuantizeConfig)
+    selection: SelectionConfig = dataclasses.field(default_factory=SelectionConfig)
     gio: GIOConfig = dataclasses.field(default_factory=lambda: GIOConfig(**JOB_GIO_DEFAULTS))
     spark_master: Optional[str] = None  # only used when the job creates its own session
 
@@ -146,6 +184,8 @@ class JobConfig:
                 f"train.format={self.train.format!r} and target.format={self.target.format!r}: "
                 "both must be vectors, or neither"
             )
+        if self.train.format == "vectors" and self.selection.budget_tokens is not None:
+            raise ValueError("selection.budget_tokens needs text: precomputed vectors have no tokens to count")
         if self.src_lang == self.tgt_lang:
             raise ValueError(f"src_lang and tgt_lang are both {self.src_lang!r}; they must differ")
         for what, uri in (("train.path", self.train.path), ("target.path", self.target.path), ("output", self.output),

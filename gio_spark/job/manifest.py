@@ -40,12 +40,16 @@ def build_manifest(cfg: JobConfig, runner: Runner, spark: dict, seconds: float) 
         "inputs": {side: read.stats() for side, read in reads.items()},
         "quantize": {side: r[f"quantize_{side}"].stats for side in ("train", "target")},
         "selection": r["select"].to_dict(),
+        "target_duplicates": r["guard"].stats(),
         "stages_reused": runner.reused,
         "stages": {name: {"key": rec.key, "reused": rec.reused, "resources": rec.resources, "path": rec.path}
                    for name, rec in runner.records.items()},
         "seconds": {**{name: round(rec.seconds, 3) for name, rec in runner.records.items()}, "total": round(seconds, 3)},
         "spark": spark,
     }
+    for key, uri in (("excluded", r["write"].excluded_uri), ("scores", r["write"].scores_uri)):
+        if uri:
+            manifest[key] = uri
     embeds = {side: r[f"embed_{side}"].stats() for side in ("train", "target") if f"embed_{side}" in r}
     if embeds:
         manifest["embedding"] = embeds

@@ -3,6 +3,7 @@
     pairs_train, pairs_target   read every input row with a stable pair id  (stages/read.py)
     embed_train, embed_target   one vector per pair, in executor tasks      (stages/embed.py)
     quantize_train, _target     k-means centroids, sizes, assignments       (stages/quantize.py)
+    guard                       pool pairs scored, target duplicates out    (stages/guard.py)
     select                      GIO on the centroids, on the driver         (stages/select.py)
     write                       the chosen pairs into <output>/selected     (stages/write.py)
     report                      the summary and report.png                  (stages/report.py)
@@ -25,6 +26,7 @@ from .readers import reader_for
 from .session import get_spark, session_info, warn_local_paths
 from .stage import Context, Runner, Stage, StageStore
 from .stages.embed import EmbedStage
+from .stages.guard import GuardStage
 from .stages.quantize import QuantizeStage
 from .stages.read import ReadStage
 from .stages.report import ReportStage
@@ -44,7 +46,7 @@ def later_stages(cfg: JobConfig) -> list[Stage]:
     embedded = reader_for(cfg.train.format).embedded
     embeds = [] if embedded else [EmbedStage(side, cfg.embedding.gpus_per_task) for side in SIDES]
     quantize = [QuantizeStage(side, f"pairs_{side}" if embedded else f"embed_{side}") for side in SIDES]
-    return [*embeds, *quantize, SelectStage(), WriteStage(), ReportStage()]
+    return [*embeds, *quantize, GuardStage(embedded), SelectStage(), WriteStage(), ReportStage()]
 
 
 def run_job(cfg: JobConfig, spark=None, force_unlock: bool = False) -> dict[str, Any]:

@@ -23,6 +23,11 @@ def _kl_panel(ax, selection: dict, summary: dict) -> None:
     if len(curve) > 1:
         ax.annotate(f"stop: {summary['stop_reason']}", (len(curve) - 1, curve[-1]), textcoords="offset points",
                     xytext=(-10, 12), ha="right", fontsize=8)
+    own = (summary.get("budget") or {}).get("gio_own_stop")
+    if own and own["clusters"] < len(curve) - 1:  # a budget took GIO past its own stop
+        ax.axvline(own["clusters"], color="tab:red", lw=0.9, ls=":")
+        ax.annotate(f"GIO's own stop ({own['reason']})", (own["clusters"], own["kl"]), textcoords="offset points",
+                    xytext=(6, -14), fontsize=8, color="tab:red")
     ax.set_xlabel(f"{unit} added by GIO (0: its uniform start only)")
     ax.set_ylabel("relaxed k-NN KL estimate (nats)")
     ax.set_title("KL(target || selection) as GIO adds " + unit, fontsize=10)
@@ -132,6 +137,16 @@ def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distan
         f"{summary['unit']}. GIO stopped after {summary['iterations']:,} of at most {summary['max_iter']:,} iterations: "
         f"{summary['stop_explained']}."
     )
+    budget = summary.get("budget")
+    if budget:
+        own = budget.get("gio_own_stop")
+        headline += (f" Budget: {budget['amount']:g} {budget['unit']}"
+                     + (f", past GIO's own stop at {own['pairs']:,} pairs" if own else "") + ".")
+    dups = summary.get("target_duplicates", {})
+    if dups.get("duplicates"):
+        found = sum(dups["duplicates"].values())
+        headline += (f" {found:,} pool pairs duplicate target pairs: "
+                     + ("kept out." if dups.get("active") else "left in (guard off)."))
     near = summary["nearest_target_distance"]
     if near["selected"] and near["not_selected"]:
         headline += (f" Median distance to the nearest target centroid: selected {near['selected']['p50']:.2f}, "

@@ -21,6 +21,7 @@ STOP_REASONS = {
     "min_kl": "the KL estimate fell below gio.min_kl",
     "max_resets": "the KL estimate rose again after gio.max_resets resets",
     "sequential_increase_tolerance": "the KL estimate rose more than gio.max_sequential_increases times in a row",
+    "budget": "the selection reached the budget (selection.budget_*)",
 }
 # at most this many train x target distances for the nearest-target comparison (else a sample of the target)
 MAX_DISTANCES = 50_000_000
@@ -75,17 +76,20 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs=(0.1, 0.5, 0.
 
 
 def selection_summary(selection: dict[str, Any], pool_sizes: np.ndarray, distances: np.ndarray,
-                      examples: list[dict[str, Any]], quantized: bool, max_iter: int) -> dict[str, Any]:
+                      examples: list[dict[str, Any]], quantized: bool, max_iter: int,
+                      pairs_selected: Optional[int] = None) -> dict[str, Any]:
     """The manifest's ``summary``: pairs selected of the pool, clusters chosen of all, why GIO
-    stopped, nearest-target distances of selected and unselected pairs, example pairs."""
+    stopped, nearest-target distances of selected and unselected pairs, example pairs.
+    ``pool_sizes`` are the usable pairs per cluster; ``pairs_selected`` what was written (a
+    budget cuts the last cluster), else the chosen clusters' pairs."""
     chosen = np.asarray(selection["chosen_clusters"], dtype=np.int64)
     sizes = np.asarray(pool_sizes, dtype=np.int64)
     mask = np.zeros(len(sizes), dtype=bool)
     mask[chosen] = True
     pool_pairs = int(sizes.sum())
-    picked = int(sizes[mask].sum())
+    picked = int(sizes[mask].sum()) if pairs_selected is None else int(pairs_selected)
     reason = selection["stop_reason"]
-    return {
+    out = {
         "pairs_selected": picked,
         "pairs_in_pool": pool_pairs,
         "share_of_pool": round(picked / pool_pairs, 4) if pool_pairs else 0.0,
@@ -110,6 +114,9 @@ def selection_summary(selection: dict[str, Any], pool_sizes: np.ndarray, distanc
         },
         "examples": examples,
     }
+    if selection.get("budget"):
+        out["budget"] = selection["budget"]
+    return out
 
 
 def example_ranks(n_chosen: int, ends: int = 3) -> list[int]:

@@ -27,7 +27,7 @@ REPLACEMENT = "\ufffd"  # what decoding puts for bytes that are not UTF-8
 UNDECODABLE = "undecodable"
 BAD_COLUMNS = "bad_columns"
 UNMATCHED_FILE = "unmatched_file"  # never expected: a row whose file could not be numbered
-INTERNAL_COLUMNS = ("_skip", "_cols")
+INTERNAL_COLUMNS = ("_skip", "_cols", "_tokens_src", "_tokens_tgt")
 # columns the job itself writes next to the user's: an input column of the same name is refused
 JOB_COLUMNS = ("pair_id", "src", "tgt", "cluster", "selection_rank", "target_distance", "embedding")
 INTERNAL_PREFIX = "_gio_"
@@ -181,6 +181,11 @@ def blank(col) -> Column:
     """Null, empty, or nothing but whitespace (any Unicode white space: tabs, no-break spaces...)."""
     c = F.col(col) if isinstance(col, str) else col
     return F.coalesce(c.rlike(r"(?U)^\s*$"), F.lit(True))
+
+
+def tokens(col: str) -> Column:
+    """White-space tokens of a text (runs of anything but Unicode white space); 0 for null."""
+    return F.coalesce(F.size(F.filter(F.split(F.col(col), r"(?U)\s+"), lambda x: x != "")), F.lit(0))
 
 
 def skip_reason(*checks: tuple[Column, str]) -> Column:

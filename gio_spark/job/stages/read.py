@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from ...errors import UserError
 from .. import failures
 from ..readers import FILE_SHIFT, InputFiles, RawPairs, reader_for
-from ..readers.base import BAD_COLUMNS, INTERNAL_COLUMNS, UNDECODABLE, UNMATCHED_FILE, invalid_utf8
+from ..readers.base import BAD_COLUMNS, INTERNAL_COLUMNS, UNDECODABLE, UNMATCHED_FILE, invalid_utf8, tokens
 from ..stage import Context, Progress, Resources, Result, Stage, Table
 from ..uri import shown
 
@@ -26,7 +26,9 @@ class ReadResult(Result):
     skipped: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
     dim: Optional[int] = None  # vectors only
-    pairs: Optional[Table] = None  # every row: [pair_id, src, tgt | embedding, user columns, _skip]
+    tokens_src: int = 0  # white-space tokens of the kept pairs, per side
+    tokens_tgt: int = 0
+    pairs: Optional[Table] = None  # every row: [pair_id, src, tgt | embedding, user columns, internal columns]
 
     def kept(self, spark) -> DataFrame:
         """The used rows, without the internal columns."""
@@ -37,11 +39,17 @@ class ReadResult(Result):
         """Precomputed vectors (format vectors): the table holding them, and its row count."""
         return self.pairs, self.rows_kept
 
+    def tokens(self, sides: str) -> int:
+        """Tokens of the kept pairs on ``sides`` (both, src or tgt)."""
+        return {"src": self.tokens_src, "tgt": self.tokens_tgt}.get(sides, self.tokens_src + self.tokens_tgt)
+
     def stats(self) -> dict:
         out = {"rows_in": self.rows_in, "rows_kept": self.rows_kept, "skipped": dict(self.skipped),
                "files": list(self.files)}
         if self.dim is not None:
             out["dim"] = self.dim
+        else:
+            out["tokens"] = {"src": self.tokens_src, "tgt": self.tokens_tgt}
         return out
 
 
@@ -83,7 +91,10 @@ class ReadStage(Stage[ReadResult]):
         if raw.rows is not None:
             ctx.progress.set_total(raw.rows)
         table = ctx.table("data")
-        raw.df.write.parquet(table.uri)
+        df = raw.df
+        if "src" in df.columns:  # white-space tokens per side, for token budgets
+            df = df.withColumn("_tokens_src", tokens("src")).withColumn("_tokens_tgt", tokens("tgt"))
+        df.write.parquet(table.uri)
         return summarize(table, raw, cfg.allow_undecodable, self.side)
 
 
@@ -91,11 +102,17 @@ def summarize(table: Table, raw: RawPairs, allow_undecodable: bool, name: str) -
     """Counts by skip reason of the written rows (one pass over one column), or the error
     that names the first bad file and row."""
     written = table.read(raw.df.sparkSession)
-    counts = {r["_skip"]: r["count"] for r in written.groupBy("_skip").count().collect()}
+    texts = "_tokens_src" in written.columns
+    sums = [F.sum(c).alias(c) for c in ("_tokens_src", "_tokens_tgt")] if texts else []
+    groups = {r["_skip"]: r for r in written.groupBy("_skip").agg(F.count("*").alias("count"), *sums).collect()}
+    counts = {k: r["count"] for k, r in groups.items()}
     files = sorted(set(raw.files.src_paths) | set(raw.files.tgt_paths))
+    kept = groups.get(None)
     result = ReadResult(rows_in=sum(counts.values()), rows_kept=counts.get(None, 0),
                         skipped=dict(sorted((k, v) for k, v in counts.items() if k is not None)),
-                        files=files, dim=raw.dim, pairs=table)
+                        files=files, dim=raw.dim, pairs=table,
+                        tokens_src=int(kept["_tokens_src"] or 0) if texts and kept else 0,
+                        tokens_tgt=int(kept["_tokens_tgt"] or 0) if texts and kept else 0)
 
     def first(reason: str, *cols):
         row = written.filter(F.col("_skip") == reason).orderBy("pair_id").select("pair_id", *cols).first()

@@ -24,7 +24,7 @@ class ReportResult(Result):
 
 class ReportStage(Stage[ReportResult]):
     name = "report"
-    reads = ("pairs_train", "quantize_train", "quantize_target", "select")
+    reads = ("pairs_train", "quantize_train", "quantize_target", "guard", "select", "write")
     resources = Resources("driver")
     result = ReportResult
     reusable = False  # it writes the run's own output
@@ -35,13 +35,18 @@ class ReportStage(Stage[ReportResult]):
     def run(self, ctx: Context, inputs: Mapping[str, Result]) -> ReportResult:
         cfg = ctx.cfg
         pool, target, selection = inputs["quantize_train"], inputs["quantize_target"], inputs["select"]
+        guard, written = inputs["guard"], inputs["write"]
         distances = nearest_distances(pool.centroids, target.centroids)
         examples = _examples(ctx.spark, inputs, selection)
-        summary = selection_summary(selection.to_dict(), pool.sizes, distances, examples, cfg.quantize.enabled,
-                                    cfg.gio.max_iter)
+        summary = selection_summary(selection.to_dict(), guard.sizes, distances, examples, cfg.quantize.enabled,
+                                    cfg.gio.max_iter, pairs_selected=written.rows_out)
+        summary["target_duplicates"] = guard.stats()
+        if summary.get("budget"):
+            summary["budget"]["pairs_written"] = written.rows_out
+            summary["budget"]["tokens_written"] = written.tokens_out
         summary["quantization"] = {side: quantization_summary(inputs[f"quantize_{side}"].stats)
                                    for side in ("train", "target")}
-        figure = render_report(summary, selection.to_dict(), pool.sizes, distances,
+        figure = render_report(summary, selection.to_dict(), guard.sizes, distances,
                                nearest_other_distances(target.centroids))
         ctx.fs.write_bytes(join(cfg.output, REPORT), figure)
         return ReportResult(summary=summary)

@@ -1,14 +1,19 @@
 """Select stage: GIO (the JAX core) on the driver, over the pool's and the target's centroids;
-only centroids and sizes are in memory here."""
+only centroids and sizes are in memory here. Clusters whose pairs all duplicate the target
+are not offered. With a budget, GIO goes on in its order until the clusters' pairs (or tokens)
+reach it, and the last cluster is cut (by the write stage) to the exact budget."""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
+import numpy as np
+
 from ...errors import UserError
 from ...gio import knn_kl, select
 from ..stage import Context, Resources, Result, Stage
+from .guard import GuardResult
 from .quantize import QuantizeResult
 
 log = logging.getLogger(__name__)
@@ -20,49 +25,103 @@ MOST_OF_THE_POOL = 0.5  # a selection above this share of the pool gets a warnin
 class SelectResult(Result):
     gio: dict  # the core's SelectionResult.to_dict(), without its config
     chosen_clusters: list = field(default_factory=list)  # pool clusters in the order GIO added them
-    chosen_cluster_sizes: list = field(default_factory=list)
-    pairs_selected: int = 0
+    chosen_cluster_sizes: list = field(default_factory=list)  # their usable pairs
+    pairs_selected: int = 0  # pairs of the chosen clusters, the last one cut to a pair budget
     knn_kl_chosen_centroids: Optional[float] = None
+    budget: Optional[dict] = None  # unit, amount, what was reached, and where GIO's own stop was
+    cut: Optional[dict] = None  # the last cluster's share of the budget: {cluster, keep, unit}
 
     def to_dict(self) -> dict:
-        return {**self.gio, "chosen_clusters": self.chosen_clusters, "chosen_cluster_sizes": self.chosen_cluster_sizes,
-                "pairs_selected": self.pairs_selected,
-                **({"knn_kl_chosen_centroids": self.knn_kl_chosen_centroids}
-                   if self.knn_kl_chosen_centroids is not None else {})}
+        out = {**self.gio, "chosen_clusters": self.chosen_clusters, "chosen_cluster_sizes": self.chosen_cluster_sizes,
+               "pairs_selected": self.pairs_selected}
+        if self.knn_kl_chosen_centroids is not None:
+            out["knn_kl_chosen_centroids"] = self.knn_kl_chosen_centroids
+        if self.budget is not None:
+            out["budget"], out["cut"] = self.budget, self.cut
+        return out
 
 
 class SelectStage(Stage[SelectResult]):
     name = "select"
-    reads = ("quantize_train", "quantize_target")
+    reads = ("quantize_train", "quantize_target", "guard")
     resources = Resources("driver")
     result = SelectResult
 
     def config(self, cfg):
-        return cfg.gio
+        sel = cfg.selection
+        return cfg.gio, sel.budget, sel.token_sides if sel.budget_tokens else None
 
     def run(self, ctx: Context, inputs: Mapping[str, Result]) -> SelectResult:
         cfg = ctx.cfg
         pool: QuantizeResult = inputs["quantize_train"]
-        target: QuantizeResult = inputs["quantize_target"]
-        train, sizes, goal = pool.centroids, pool.sizes, target.centroids
+        guard: GuardResult = inputs["guard"]
+        goal = inputs["quantize_target"].centroids
         if goal.shape[0] < cfg.gio.k + 1:
             raise UserError(f"target has {goal.shape[0]} clusters; GIO's k-NN estimator with k={cfg.gio.k} needs at "
                             f"least {cfg.gio.k + 1} (add target pairs or lower gio.k)")
+        sizes = guard.sizes
+        offered = np.flatnonzero(sizes > 0)  # clusters with usable pairs
         unit = "clusters" if cfg.quantize.enabled else "pairs"
-        log.info("select: GIO on %d pool %s against %d target %s, at most %d iterations (stop criterion: %s)",
-                 len(train), unit, len(goal), unit, cfg.gio.max_iter, cfg.gio.stop_criterion)
-        result = select(train, goal, config=cfg.gio)
-        chosen = [int(c) for c in result.chosen_indices]
+        log.info("select: GIO on %d pool %s against %d target %s, at most %d iterations (stop criterion: %s)%s",
+                 len(offered), unit, len(goal), unit, cfg.gio.max_iter, cfg.gio.stop_criterion,
+                 f", budget {cfg.selection.budget[1]:g} {cfg.selection.budget[0]}" if cfg.selection.budget else "")
+        weights, amount, budget_unit = self._budget(cfg, guard, offered)
+        result = select(pool.centroids[offered], goal, config=cfg.gio, weights=weights, budget=amount)
+        order = [int(i) for i in result.chosen_indices]
+        chosen = [int(offered[i]) for i in order]
         picked = int(sizes[chosen].sum()) if chosen else 0
-        log.info("select: %d / %d iterations, stop: %s; %d of %d pool pairs in %d of %d %s; relaxed KL estimate "
-                 "%.2f -> %.2f (k-NN KL estimates can be negative: see the report)", result.iterations,
-                 cfg.gio.max_iter, result.stop_reason, picked, int(sizes.sum()), len(chosen), len(train), unit,
+        budget, cut = None, None
+        if amount is not None:
+            budget, cut = self._budget_outcome(cfg, result, weights[order], amount, budget_unit, chosen, sizes)
+            if cut is not None and budget_unit == "pairs":
+                picked = int(sizes[chosen[:-1]].sum()) + cut["keep"]
+        log.info("select: %d / %d iterations, stop: %s; %d of %d usable pool pairs in %d of %d %s; relaxed KL "
+                 "estimate %.2f -> %.2f (k-NN KL estimates can be negative: see the report)", result.iterations,
+                 cfg.gio.max_iter, result.stop_reason, picked, int(sizes.sum()), len(chosen), len(sizes), unit,
                  result.initial_kl, result.final_kl)
-        if sizes.sum() and picked / sizes.sum() > MOST_OF_THE_POOL:
+        if sizes.sum() and picked / sizes.sum() > MOST_OF_THE_POOL and amount is None:
             log.warning("select: GIO took %.0f%% of the pool: the target is not much narrower than the pool at this k "
-                        "(%d clusters for %d pairs); a budget (selection.budget_*), v_init=jump or another k gives a "
-                        "smaller, more specific selection", 100 * picked / sizes.sum(), len(train), int(sizes.sum()))
+                        "(%d clusters for %d pairs); a budget (--budget-pairs), v_init=jump or another k gives a "
+                        "smaller, more specific selection", 100 * picked / sizes.sum(), len(sizes), int(sizes.sum()))
         gio = {k: v for k, v in result.to_dict().items() if k != "config"}
-        knn = knn_kl(goal, train[chosen], k=cfg.gio.k) if len(chosen) >= cfg.gio.k else None
+        knn = knn_kl(goal, pool.centroids[chosen], k=cfg.gio.k) if len(chosen) >= cfg.gio.k else None
         return SelectResult(gio=gio, chosen_clusters=chosen, chosen_cluster_sizes=[int(sizes[c]) for c in chosen],
-                            pairs_selected=picked, knn_kl_chosen_centroids=knn)
+                            pairs_selected=picked, knn_kl_chosen_centroids=knn, budget=budget, cut=cut)
+
+    @staticmethod
+    def _budget(cfg, guard: GuardResult, offered: np.ndarray):
+        """(weights of the offered clusters, amount, unit of the cut) of the budget, or Nones."""
+        if cfg.selection.budget is None:
+            return None, None, None
+        kind, amount = cfg.selection.budget
+        if kind == "tokens":
+            return guard.tokens(cfg.selection.token_sides)[offered].astype(np.float64), float(amount), "tokens"
+        sizes = guard.sizes[offered].astype(np.float64)
+        if kind == "share":
+            amount = max(1.0, round(amount * float(sizes.sum())))
+        return sizes, float(amount), "pairs"
+
+    @staticmethod
+    def _budget_outcome(cfg, result, weights: np.ndarray, amount: float, unit: str, chosen: list, sizes: np.ndarray):
+        """What the budget reached and where GIO's own stop was; the cut of the last cluster."""
+        kind = cfg.selection.budget[0]
+        reached = float(weights.sum()) if len(weights) else 0.0
+        own = result.own_stop_points
+        curve = [result.initial_kl, *result.kl_curve.tolist()]
+        budget = {"unit": kind, "amount": cfg.selection.budget[1], "weight": unit, "weight_target": amount,
+                  "kl_at_budget": result.final_kl,
+                  "gio_own_stop": None if own is None else {
+                      "clusters": own, "reason": result.own_stop_reason, "kl": float(curve[own]),
+                      "pairs": int(sizes[chosen[:own]].sum()), "weight": float(weights[:own].sum())}}
+        cut = None
+        if result.stop_reason == "budget" and chosen:
+            keep = int(round(amount - float(weights[:-1].sum())))
+            cut = {"cluster": chosen[-1], "keep": keep, "unit": unit}
+        else:
+            log.warning("select: the budget of %g %s is more than the usable pool holds (%g); selecting all of it",
+                        amount, unit, reached)
+        if own is not None and own < len(chosen):
+            log.info("select: GIO's own stop (%s) came after %d clusters, %d pairs (KL %.2f); the budget took it to "
+                     "%d clusters (KL %.2f)", result.own_stop_reason, own, budget["gio_own_stop"]["pairs"],
+                     budget["gio_own_stop"]["kl"], len(chosen), result.final_kl)
+        return budget, cut

@@ -1,0 +1,196 @@
+"""Guard stage: every pool pair scored against the target before selection: the distance to
+the nearest target centroid (``target_distance``, by which the last cluster of a budget is
+cut), the cosine to the most similar target vector, and whether the pair duplicates a target
+pair. One map-only pass over the pool's vectors (a GEMM per batch against the broadcast target
+vectors and centroids) and one over its texts (word hashes against the target's), then a join of
+the two narrow results with the clusters: no vector is shuffled. Duplicates are kept out of the
+selection unless the guard is off (``selection.keep_target_duplicates``):
+
+- ``exact_duplicate``: either side equal to that side of a target pair, ignoring case and white space;
+- ``one_word_edit``: either side one word replaced, added or dropped from a target text of at
+  least 6 words (duplicates.py);
+- ``near_embedding``: the embedded side within ``selection.duplicate_cosine`` of a target vector.
+
+The stage is per target: the pool's read, embed and quantize stages before it stay the same for
+any target, so one pool can serve many (``--stages-dir``).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Optional
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import functions as F
+
+from ..duplicates import NEAR, TargetTexts
+from ..stage import Context, Progress, Resources, Result, Stage, Table
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = 5  # excluded pairs shown in the manifest
+SENTENCE_COSINE = 0.95  # near_embedding for the job's own embeddings (README: how it was chosen)
+
+
+@dataclass
+class GuardResult(Result):
+    sizes: np.ndarray  # [K] usable pairs per pool cluster, duplicates excluded
+    tokens_src: np.ndarray  # [K] their white-space tokens, per side
+    tokens_tgt: np.ndarray
+    duplicates: dict = field(default_factory=dict)  # reason -> pool pairs that duplicate target pairs
+    examples: list = field(default_factory=list)  # a few of them, with their reason
+    active: bool = True  # duplicates are kept out of the selection
+    duplicate_cosine: Optional[float] = None  # the near_embedding threshold; None: not applied
+    scores: Optional[Table] = None  # [pair_id, cluster, target_distance, max_cosine, tokens_*, duplicate]
+
+    def tokens(self, sides: str) -> np.ndarray:
+        return {"src": self.tokens_src, "tgt": self.tokens_tgt}.get(sides, self.tokens_src + self.tokens_tgt)
+
+    @property
+    def excluded(self) -> int:
+        """Pool pairs kept out of the selection."""
+        return int(sum(self.duplicates.values())) if self.active else 0
+
+    def stats(self) -> dict:
+        return {"active": self.active, "duplicate_cosine": self.duplicate_cosine, "duplicates": dict(self.duplicates),
+                "excluded": self.excluded, "examples": self.examples}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass
+class VectorScorer:
+    """mapInPandas body over the pool's vectors: the distance to the nearest target centroid
+    and the cosine to the most similar target vector."""
+
+    target: object  # broadcast (unit target vectors [n, d], target centroids [K_t, d])
+
+    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        vectors, centroids = self.target.value
+        c = centroids.astype(np.float64)
+        c_sq = (c * c).sum(axis=1)
+        for pdf in batches:
+            if pdf.empty:
+                continue
+            x = np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
+            d2 = c_sq[None, :] - 2.0 * (x @ c.T) + (x * x).sum(axis=1)[:, None]
+            yield pd.DataFrame({"pair_id": pdf["pair_id"].to_numpy(),
+                                "target_distance": np.sqrt(np.maximum(d2.min(axis=1), 0.0)),
+                                "max_cosine": (_unit(x) @ vectors.T).max(axis=1)})
+
+
+@dataclass
+class TextScorer:
+    """mapInPandas body over the pool's texts: which duplicate a target text (either side)."""
+
+    target: object  # broadcast (TargetTexts of the src side, of the tgt side)
+
+    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        src_texts, tgt_texts = self.target.value
+        for pdf in batches:
+            found = [src_texts.match(s) or tgt_texts.match(t) for s, t in zip(pdf["src"], pdf["tgt"])]
+            yield pd.DataFrame({"pair_id": pdf["pair_id"].to_numpy(), "text_duplicate": pd.Series(found, dtype=object),
+                                "tokens_src": pdf["_tokens_src"].to_numpy().astype(np.int32),
+                                "tokens_tgt": pdf["_tokens_tgt"].to_numpy().astype(np.int32)})
+
+
+class GuardStage(Stage[GuardResult]):
+    name = "guard"
+    resources = Resources("executors")
+    result = GuardResult
+
+    def __init__(self, embedded: bool) -> None:
+        """``embedded``: the inputs carry their own vectors (no embed stages)."""
+        vec = "pairs" if embedded else "embed"
+        self.embedded = embedded
+        self.reads = ("pairs_train", "pairs_target", f"{vec}_train", f"{vec}_target", "quantize_train",
+                      "quantize_target")
+
+    def threshold(self, cfg) -> Optional[float]:
+        """The near_embedding cosine: as configured, else SENTENCE_COSINE for the job's own
+        embeddings and none for precomputed vectors."""
+        given = cfg.selection.duplicate_cosine
+        return given if given is not None else (None if self.embedded else SENTENCE_COSINE)
+
+    def config(self, cfg):
+        return cfg.selection.keep_target_duplicates, self.threshold(cfg)
+
+    def progress(self, cfg, inputs: Mapping[str, Result]) -> Progress:
+        return Progress("guard", total_rows=inputs["pairs_train"].rows_kept, outputs_per_row=1)
+
+    def run(self, ctx: Context, inputs: Mapping[str, Result]) -> GuardResult:
+        spark, cfg, threshold = ctx.spark, ctx.cfg.selection, self.threshold(ctx.cfg)
+        pool_pairs, target_pairs = inputs["pairs_train"].kept(spark), inputs["pairs_target"].kept(spark)
+        vec_train, vec_target = inputs[self.reads[2]].vectors()[0], inputs[self.reads[3]].vectors()[0]
+        target_vectors = np.asarray([r[0] for r in vec_target.read(spark).select("embedding").collect()],
+                                    dtype=np.float64)
+        near = spark.sparkContext.broadcast((_unit(target_vectors), inputs["quantize_target"].centroids))
+        scores = (vec_train.read(spark).select("pair_id", "embedding")
+                  .mapInPandas(VectorScorer(near), "pair_id long, target_distance double, max_cosine double")
+                  .join(inputs["quantize_train"].assignments.read(spark).select("pair_id", "cluster"), "pair_id"))
+        texts = None
+        if "src" in pool_pairs.columns:
+            known = (TargetTexts(), TargetTexts())
+            for row in target_pairs.select("src", "tgt").collect():
+                known[0].add(row["src"])
+                known[1].add(row["tgt"])
+            texts = spark.sparkContext.broadcast(known)
+            rows = inputs["pairs_train"].pairs.read(spark).filter(F.col("_skip").isNull()) \
+                .select("pair_id", "src", "tgt", "_tokens_src", "_tokens_tgt")
+            scores = scores.join(rows.mapInPandas(TextScorer(texts), "pair_id long, text_duplicate string, "
+                                                                     "tokens_src int, tokens_tgt int"), "pair_id")
+        else:
+            scores = scores.select("*", F.lit(None).cast("string").alias("text_duplicate"),
+                                   F.lit(0).alias("tokens_src"), F.lit(0).alias("tokens_tgt"))
+        duplicate = F.col("text_duplicate")
+        if threshold is not None:
+            duplicate = F.coalesce(duplicate, F.when(F.col("max_cosine") >= threshold, F.lit(NEAR)))
+        table = ctx.table("scores")
+        scores.select("pair_id", F.col("cluster").cast("int").alias("cluster"), "target_distance", "max_cosine",
+                      "tokens_src", "tokens_tgt", duplicate.alias("duplicate")).write.parquet(table.uri)
+        result = self._summarize(table.read(spark), pool_pairs, len(inputs["quantize_train"].centroids), cfg,
+                                 threshold)
+        result.scores = table
+        for shared in (near, texts):
+            if shared is not None:
+                shared.unpersist()
+        return result
+
+    @staticmethod
+    def _summarize(scores, pool_pairs, k: int, cfg, threshold: Optional[float]) -> GuardResult:
+        """Sizes and tokens per cluster without the duplicates (with them when the guard is off);
+        counts and examples of the duplicates found."""
+        active = not cfg.keep_target_duplicates
+        usable = scores.filter(F.col("duplicate").isNull()) if active else scores
+        sizes, src, tgt = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
+        for row in usable.groupBy("cluster").agg(F.count("*").alias("n"), F.sum("tokens_src").alias("s"),
+                                                 F.sum("tokens_tgt").alias("t")).collect():
+            sizes[row["cluster"]], src[row["cluster"]], tgt[row["cluster"]] = row["n"], row["s"] or 0, row["t"] or 0
+        found = {r["duplicate"]: int(r["count"]) for r in
+                 scores.filter(F.col("duplicate").isNotNull()).groupBy("duplicate").count().collect()}
+        examples = []
+        if found:
+            picked = (scores.filter(F.col("duplicate").isNotNull()).orderBy("pair_id").limit(EXAMPLES)
+                      .select("pair_id", "duplicate", "max_cosine").collect())
+            text = {}
+            if picked and "src" in pool_pairs.columns:
+                ids = [int(r["pair_id"]) for r in picked]
+                text = {int(r["pair_id"]): (r["src"], r["tgt"]) for r in
+                        pool_pairs.filter(F.col("pair_id").isin(ids)).select("pair_id", "src", "tgt").collect()}
+            examples = [{"pair_id": int(r["pair_id"]), "reason": r["duplicate"], "max_cosine": round(r["max_cosine"], 4),
+                         **({"src": text[int(r["pair_id"])][0], "tgt": text[int(r["pair_id"])][1]}
+                            if int(r["pair_id"]) in text else {})} for r in picked]
+            what = "kept out of the selection" if active else "left in it: the guard is off (keep_target_duplicates)"
+            log.info("guard: %d pool pairs duplicate target pairs, %s (%s)", sum(found.values()), what,
+                     ", ".join(f"{v} {k}" for k, v in sorted(found.items())))
+        pool, marked = int(sizes.sum()) + (sum(found.values()) if active else 0), sum(found.values())
+        if marked > pool // 2:
+            log.warning("guard: %d of %d pool pairs duplicate target pairs%s; is the target taken from the pool? "
+                        "(selection.keep_target_duplicates leaves them in%s)", marked, pool,
+                        f", {found.get(NEAR, 0)} of them by cosine >= {threshold}" if found.get(NEAR) else "",
+                        ", selection.duplicate_cosine sets the cosine" if found.get(NEAR) else "")
+        return GuardResult(sizes=sizes, tokens_src=src, tokens_tgt=tgt, duplicates=found, examples=examples,
+                           active=active, duplicate_cosine=threshold)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -67,6 +68,7 @@ def dsir_select(work: Path, pool_ids: np.ndarray, pool_texts: list[str], target:
     dsir.fit_importance_estimator(num_tokens_to_fit="auto")
     dsir.compute_importance_weights()
     out = work / f"out-{target}"
+    shutil.rmtree(out, ignore_errors=True)  # a previous size's sample (another k) for this target
     dsir.resample(out_dir=str(out), num_to_sample=n, cache_dir=str(work / f"resample-{target}"))
     picked = [json.loads(line)["id"] for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines() if line]
     return np.asarray(picked, dtype=np.int64)

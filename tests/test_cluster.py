@@ -21,8 +21,8 @@ from .standalone import standalone_cluster
 pytestmark = [pytest.mark.spark, pytest.mark.cluster]
 
 DOMAINS = ("EMEA", "KDE4", "JRC-Acquis")
-PER_DOMAIN = 300
-TARGET_ROWS = 100
+PER_DOMAIN = 200
+TARGET_ROWS = 60
 
 
 def write_corpus(folder: Path) -> tuple[str, str]:
@@ -52,9 +52,9 @@ def job_config(data: Path) -> dict:
     return {
         "train": {"path": pool}, "target": {"path": target},
         "src_lang": "en", "tgt_lang": "de",
-        "quantize": {"k": 40, "seed": 5},
+        "quantize": {"k": 30, "seed": 5},
         "gio": {"max_iter": 10},
-        "selection": {"budget_pairs": 150},  # the cut of the last cluster must be the same everywhere too
+        "selection": {"budget_pairs": 100},  # the cut of the last cluster must be the same everywhere too
     }
 
 

@@ -1,6 +1,7 @@
 """No silent wrong result and no lost rows: inputs changed in place, paths with URL-special
 characters, line ends, aligned output, checks from counts, and one-line errors."""
 import csv
+import os
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,13 @@ def selected(out):
 def test_an_input_replaced_in_place_is_read_again(spark, tmp_path, target, stage_log):
     train = write_text(tmp_path, "train", POOL)
     run_job(job(tmp_path, train, target), spark)
+    for name in ("train.en", "train.de"):  # the same bytes written again (a fresh download, a copy)
+        path = tmp_path / name
+        path.write_bytes(path.read_bytes())
+        os.utime(path, (path.stat().st_atime + 60, path.stat().st_mtime + 60))
+    stage_log.clear()
+    again = run_job(job(tmp_path, train, target, if_exists="overwrite"), spark)
+    assert stage_log == [] and again["stages_reused"] == STAGES  # the content decides, not the time
     revised = [(e + " (revised)", d + " (überarbeitet)") for e, d in POOL]
     write_text(tmp_path, "train", revised)  # same paths, other sentences
     stage_log.clear()

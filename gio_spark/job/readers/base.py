@@ -51,11 +51,11 @@ class InputFiles:
         return [f.path for f in self.tgt]
 
     def fingerprint(self, fs: FileSystem) -> list[list]:
-        """Path, size, modification time and content hash (S3 ETag, the filesystem's checksum, or
-        a SHA-256 of the bytes) of every file: what a stage key needs to notice an input
-        replaced in place, also with the same size and time."""
+        """Path, size and content hash (S3 ETag, the filesystem's checksum, or a SHA-256 of the
+        bytes) of every file: what a stage key needs to notice an input replaced in place, also
+        with the same size and time. Not the time: the same bytes written again keep the key."""
         files = {f.path: f for f in (*self.src, *self.tgt)}
-        return [[f.path, f.size, f.mtime, fs.content_hash(f)] for _, f in sorted(files.items())]
+        return [[f.path, f.size, fs.content_hash(f)] for _, f in sorted(files.items())]
 
 
 @dataclass

@@ -467,12 +467,14 @@ def dagbag(tmp_path_factory):
     return json.loads(out.read_text())
 
 
+@pytest.mark.airflow
 def test_dagbag_has_no_import_errors(dagbag):
     assert dagbag["import_errors"] == {}
     assert set(dagbag["dags"]) == {"gio_select_emr", "gio_select_databricks"}
     assert {d["schedule"] for d in dagbag["dags"].values()} == {"@daily"}
 
 
+@pytest.mark.airflow
 def test_emr_dag_structure(dagbag):
     tasks = dagbag["dags"]["gio_select_emr"]["tasks"]
     assert set(tasks) == {"create_cluster", "add_step", "watch_step", "terminate_cluster", "propagate_failure"}
@@ -496,6 +498,7 @@ def test_emr_dag_structure(dagbag):
     assert "add_step" in tasks["watch_step"]["step_id"]
 
 
+@pytest.mark.airflow
 def test_emr_dag_params_and_rendered_step(dagbag):
     dag = dagbag["dags"]["gio_select_emr"]
     assert {"train", "target", "output_prefix", "k", "model", "config", "s3_prefix"} <= set(dag["params"])
@@ -523,6 +526,7 @@ def test_emr_dag_params_and_rendered_step(dagbag):
     assert "--yarn-gpu-cgroup" in bargs  # configurations-gpu.json needs the cgroup mount
 
 
+@pytest.mark.airflow
 def test_databricks_dag(dagbag):
     dag = dagbag["dags"]["gio_select_databricks"]
     assert set(dag["tasks"]) == {"gio_select"}

@@ -110,7 +110,7 @@ def test_s3_keys_with_a_space_and_their_etags(s3, spark):
     etags = {o["Key"]: o["ETag"].strip('"') for o in s3.list_objects_v2(Bucket="gio", Prefix="in/sp ace")["Contents"]}
     fingerprint = files.fingerprint(fs)
     assert [f[0] for f in fingerprint] == ["s3a://gio/in/sp ace #1/train.de", "s3a://gio/in/sp ace #1/train.en"]
-    assert [f[3] for f in fingerprint] == [f"etag:{etags['in/sp ace #1/train.de']}", f"etag:{etags['in/sp ace #1/train.en']}"]
+    assert [f[-1] for f in fingerprint] == [f"etag:{etags['in/sp ace #1/train.de']}", f"etag:{etags['in/sp ace #1/train.en']}"]
     rows = reader_for("text").read(spark, fs, inp, "en", "de", "train", files).df.toPandas().sort_values("pair_id")
     assert list(zip(rows.src, rows.tgt)) == POOL
 

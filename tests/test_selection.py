@@ -119,3 +119,12 @@ def test_the_near_duplicate_cosine_applies_to_the_jobs_own_embeddings_unless_set
     assert GuardStage(embedded=False).threshold(own) == SENTENCE_COSINE
     assert GuardStage(embedded=True).threshold(own) is None  # precomputed vectors: their own scale
     assert GuardStage(embedded=True).threshold(given) == GuardStage(embedded=False).threshold(given) == 0.99
+
+
+def test_too_many_clusters_for_the_pool_get_one_line_with_a_better_k():
+    from gio_spark.job.stages.quantize import k_warning
+
+    line = k_warning(35_000, 5000, 65)
+    assert line.startswith("train: k=5000 clusters for 35,000 pool pairs is 7.0 pairs per cluster (65 singletons)")
+    assert "try quantize.k=1750" in line and "\n" not in line
+    assert k_warning(35_000, 1500, 0) is None and k_warning(35_000, 0, 0) is None

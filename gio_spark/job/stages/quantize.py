@@ -15,8 +15,9 @@ from ..stage import Context, Progress, Resources, Result, Stage, Table
 
 log = logging.getLogger(__name__)
 
-# pool pairs per cluster below which clusters turn into singletons and the selection suffers
-# (measured on the shared multi-domain data: see the README, "Choosing k")
+# Pool pairs per cluster below which single pairs start to be clusters of their own; about 20
+# gave GIO its largest lead over DSIR at the same size on the shared multi-domain data (README,
+# "Choosing k").
 MIN_PAIRS_PER_CLUSTER = 10
 GOOD_PAIRS_PER_CLUSTER = 20
 
@@ -26,8 +27,8 @@ def k_warning(rows: int, k: int, singletons: int) -> Optional[str]:
     if k and rows / k < MIN_PAIRS_PER_CLUSTER:
         better = max(2, rows // GOOD_PAIRS_PER_CLUSTER)
         return (f"train: k={k} clusters for {rows:,} pool pairs is {rows / k:.1f} pairs per cluster ({singletons} "
-                f"singletons); selection works best with about {GOOD_PAIRS_PER_CLUSTER} pairs per cluster: try "
-                f"quantize.k={better}")
+                f"singletons); clusters that small make GIO stop early on a small selection: try quantize.k={better} "
+                f"(about {GOOD_PAIRS_PER_CLUSTER} pairs per cluster), or a budget to set the size")
     return None
 
 

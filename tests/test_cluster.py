@@ -2,7 +2,8 @@
 127.0.0.1), submitted with spark-submit exactly as the README tells users: the package wheel
 as --py-files and jobs/gio_select.py. Also the GPU path without a GPU: a worker advertises fake
 GPU addresses, the job asks for GPU resources as the EMR configuration does, and the embedding
-tasks see the address and fall back to CPU with a warning."""
+tasks see the address and fall back to CPU with a warning. Static vectors (embedding.method
+static), fit included, are the same on the cluster and on local[1]."""
 import json
 import shutil
 import subprocess
@@ -149,12 +150,6 @@ def test_spark_submit_runs_on_the_cluster_and_matches_local(cluster, package_zip
     assert manifest["rows"]["selected"] == len(local_ids)
 
 
-def test_one_core_selects_the_same(cluster, package_zip, config, local_ids, tmp_path):
-    manifest = submit(cluster, package_zip, config, tmp_path / "out", tmp_path / "events", {}, master="local[1]")
-    assert manifest["spark"]["master"] == "local[1]"
-    assert selected_ids(tmp_path / "out") == local_ids
-
-
 def test_gpu_resources_reach_the_embedding_tasks(cluster, package_zip, config, local_ids, tmp_path):
     gpu = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1"}
     manifest = submit(cluster, package_zip, config, tmp_path / "out", tmp_path / "events", gpu)
@@ -170,3 +165,26 @@ def test_gpu_resources_reach_the_embedding_tasks(cluster, package_zip, config, l
     pairs = [(w.split("(pid ")[1].split(",")[0], w.split("GPU address ")[1].split(" ")[0]) for w in warnings]
     assert len(pairs) == len(set(pairs))
     assert selected_ids(tmp_path / "out") == local_ids  # the CPU fallback embeds as the CPU runs do
+
+
+def test_static_vectors_are_the_same_on_one_core_and_the_cluster(cluster, package_zip, config, tmp_path):
+    """Static vectors (their fit included) on the two-executor cluster and on local[1], bit for
+    bit; the model's vectors are compared across shapes by the tests above (cluster, local[2])."""
+    static = {**config, "embedding": {"method": "static", "static_fit_texts": 300}}
+    runs = {master: submit(cluster, package_zip, static, tmp_path / name, tmp_path / f"events-{name}", {}, master=master)
+            for name, master in (("cluster", ""), ("one", "local[1]"))}
+    tasks = tasks_by_job(tmp_path / "events-cluster", runs[""]["spark"]["app_id"])
+    assert len(set(tasks["gio-spark: static model: embed tokens and sample"])) == 2  # both executors
+    assert runs[""]["embedding"]["static_model"] == runs["local[1]"]["embedding"]["static_model"]
+    for side in ("train", "target"):
+        a, b = (pd.read_parquet(m["stages"][f"embed_{side}"]["path"] + "/embeddings").sort_values("pair_id")
+                for m in runs.values())
+        assert a.pair_id.tolist() == b.pair_id.tolist()
+        assert all(np_equal(x, y) for x, y in zip(a.embedding, b.embedding))
+    assert selected_ids(tmp_path / "cluster") == selected_ids(tmp_path / "one")
+
+
+def np_equal(x, y) -> bool:
+    import numpy as np
+
+    return np.array_equal(np.asarray(x), np.asarray(y))

@@ -25,6 +25,7 @@ from .uri import check_no_credentials
 InputFormat = Literal["text", "tsv", "parquet", "hf", "vectors"]
 OutputFormat = Literal["parquet", "tsv", "text"]
 EmbedSide = Literal["src", "tgt", "both"]
+EmbedMethod = Literal["model", "static"]
 IfExists = Literal["fail", "skip", "overwrite"]
 InitMode = Literal["sample-k-means", "k-means++", "k-means||"]
 
@@ -93,6 +94,11 @@ class EmbeddingConfig:
     # GPUs per embedding task as a stage-level resource profile (Spark 4.0+ on a cluster); 0: the
     # session's own task resources (spark.task.resource.gpu.amount) decide
     gpus_per_task: Annotated[float, Field(ge=0)] = 0.0
+    # "static": every pair embedded as the mean of token vectors fitted to the model on a
+    # sample of static_fit_texts texts (the model embeds only the sample and the vocabulary)
+    method: EmbedMethod = "model"
+    static_fit_texts: Annotated[int, Field(ge=20)] = 10_000
+    static_ridge: Annotated[float, Field(gt=0)] = 0.1
 
 
 @dataclass(config=SECTION)

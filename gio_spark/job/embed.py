@@ -308,15 +308,19 @@ class SentenceEmbedder:
     def columns(self) -> list[str]:
         return ["src", "tgt"] if self.cfg.side == "both" else [self.cfg.side]
 
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised float32 [len(texts), dim] of distinct texts."""
+        model = self.setup()
+        size = self.cfg.gpu_batch_size if str(model.device).startswith("cuda") else self.cfg.batch_size
+        return encode(model, texts, size)
+
     def embed_task(self, pdf: pd.DataFrame) -> tuple[np.ndarray, int]:
         """Vectors [rows, dim] of a task's rows (for ``both``, the normalised mean of the two
         sides) and the number of distinct texts embedded for them."""
-        model = self.setup()
-        size = self.cfg.gpu_batch_size if str(model.device).startswith("cuda") else self.cfg.batch_size
         columns = self.columns()
         texts = pd.concat([pdf[c] for c in columns], ignore_index=True)
         codes, distinct = pd.factorize(texts, sort=False)  # first occurrence order: set by the rows alone
-        vecs = encode(model, distinct.tolist(), size)[codes]
+        vecs = self.encode_texts(distinct.tolist())[codes]
         if len(columns) == 2:
             vecs = vecs[: len(pdf)] + vecs[len(pdf):]
             vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
@@ -337,3 +341,67 @@ class SentenceEmbedder:
             rows.add(len(pdf))
         if texts is not None:
             texts.add(distinct)
+
+
+@dataclass
+class StaticEmbedder(SentenceEmbedder):
+    """A task's pairs to static vectors: the normalised mean of fitted token vectors
+    (``token_vectors`` [vocab, dim], see gio_spark.static_embedding) over the model's tokens.
+    Needs the model's tokenizer only, no torch."""
+
+    token_vectors: Optional[np.ndarray] = None
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        from ..static_embedding import static_vectors
+
+        return static_vectors(self.token_vectors, token_ids(static_tokenizer(self.cfg.model, self.cfg.max_seq_length),
+                                                            texts))
+
+
+_TOKENIZERS: dict[tuple[str, Optional[int]], object] = {}
+
+
+def static_tokenizer(name: str, max_seq_length: Optional[int] = None):
+    """The model's fast tokenizer (its ``tokenizer.json``), without special tokens or padding and
+    cut at the model's ``max_seq_length`` tokens; loaded once per process."""
+    key = (name, max_seq_length)
+    if key not in _TOKENIZERS:
+        folder = Path(resolve_model(name))
+        path = folder / "tokenizer.json"
+        if not path.is_file():
+            raise UserError(f"embedding.method static needs the model's fast tokenizer (tokenizer.json); "
+                            f"{name!r} has none{f' in {folder}' if folder.is_dir() else ' (not a local model)'}")
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(path))
+        tok.no_padding()
+        tok.enable_truncation(max_seq_length or _model_max_length(folder))
+        _TOKENIZERS[key] = tok
+    return _TOKENIZERS[key]
+
+
+def _model_max_length(folder: Path) -> int:
+    """The sentence-transformers model's ``max_seq_length`` (512 when it does not say)."""
+    import json
+
+    config = folder / "sentence_bert_config.json"
+    if config.is_file():
+        value = json.loads(config.read_text(encoding="utf-8")).get("max_seq_length")
+        if isinstance(value, int) and value > 0:
+            return value
+    return 512
+
+
+def token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    """The token ids of each text (stripped, as the model's path strips them)."""
+    return [e.ids for e in tokenizer.encode_batch([t.strip() for t in texts], add_special_tokens=False)]
+
+
+def vocabulary_texts(tokenizer) -> list[str]:
+    """Each token id's text without its word-piece marks (``##``, ``▁``, ``Ġ``): what the model
+    embeds to start each token's static vector; empty for a token that is only a mark."""
+    out = []
+    for i in range(tokenizer.get_vocab_size()):
+        piece = tokenizer.id_to_token(i) or ""
+        out.append(piece[2:] if piece.startswith("##") else piece.lstrip("\u2581\u0120"))
+    return out

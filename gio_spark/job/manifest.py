@@ -51,6 +51,8 @@ def build_manifest(cfg: JobConfig, runner: Runner, spark: dict, seconds: float) 
         if uri:
             manifest[key] = uri
     embeds = {side: r[f"embed_{side}"].stats() for side in ("train", "target") if f"embed_{side}" in r}
+    if "static_model" in r:
+        embeds["static_model"] = r["static_model"].stats()
     if embeds:
         manifest["embedding"] = embeds
     return manifest

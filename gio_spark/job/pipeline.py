@@ -1,6 +1,7 @@
 """The job end to end: the stages in order, ``if_exists``, the output lock and ``_SUCCESS``.
 
     pairs_train, pairs_target   read every input row with a stable pair id  (stages/read.py)
+    static_model                token vectors fitted to the model (static)  (stages/static.py)
     embed_train, embed_target   one vector per pair, in executor tasks      (stages/embed.py)
     quantize_train, _target     k-means centroids, sizes, assignments       (stages/quantize.py)
     guard                       pool pairs scored, target duplicates out    (stages/guard.py)
@@ -18,7 +19,7 @@ from typing import Any
 from ..errors import UserError
 from .checks import check_counts, check_inputs_exist, check_locations
 from .config import JobConfig, config_changes, language_warning
-from .embed import check_model_available
+from .embed import check_model_available, static_tokenizer
 from .fs import FileSystem
 from .lock import OutputLock
 from .manifest import build_manifest
@@ -31,6 +32,7 @@ from .stages.quantize import QuantizeStage
 from .stages.read import ReadStage
 from .stages.report import ReportStage
 from .stages.select import SelectStage
+from .stages.static import StaticModelStage
 from .stages.write import WriteStage
 from .uri import join
 
@@ -44,7 +46,10 @@ SIDES = ("train", "target")
 def later_stages(cfg: JobConfig) -> list[Stage]:
     """Every stage after the read stages, in order; precomputed vectors need no embedding."""
     embedded = reader_for(cfg.train.format).embedded
-    embeds = [] if embedded else [EmbedStage(side, cfg.embedding.gpus_per_task) for side in SIDES]
+    static = cfg.embedding.method == "static"
+    gpus = cfg.embedding.gpus_per_task
+    embeds = [] if embedded else [
+        *([StaticModelStage(gpus)] if static else []), *[EmbedStage(side, gpus, static) for side in SIDES]]
     quantize = [QuantizeStage(side, f"pairs_{side}" if embedded else f"embed_{side}") for side in SIDES]
     return [*embeds, *quantize, GuardStage(embedded), SelectStage(), WriteStage(), ReportStage()]
 
@@ -57,6 +62,8 @@ def run_job(cfg: JobConfig, spark=None, force_unlock: bool = False) -> dict[str,
         log.warning(warning)
     if not reader_for(cfg.train.format).embedded:
         check_model_available(cfg.embedding.model)
+        if cfg.embedding.method == "static":
+            static_tokenizer(cfg.embedding.model, cfg.embedding.max_seq_length)  # its tokenizer.json, or a clear error
     if spark is None:
         spark = get_spark(cfg.spark_master)
     fs = FileSystem(spark)

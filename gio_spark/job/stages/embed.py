@@ -12,7 +12,7 @@ from typing import Mapping, Optional
 
 from pyspark.sql import functions as F
 
-from ..embed import SentenceEmbedder
+from ..embed import SentenceEmbedder, StaticEmbedder
 from ..stage import Context, Progress, Resources, Result, Stage, Table
 from .read import ReadResult
 
@@ -29,6 +29,7 @@ class EmbedResult(Result):
     partitions: int
     distinct_texts: int  # texts embedded: each distinct text once per task
     embeddings: Optional[Table] = None  # [pair_id, embedding array<float>]
+    method: str = "model"  # or "static": token vectors fitted to the model (stages/static.py)
 
     def vectors(self) -> tuple[Table, int]:
         """The table holding the vectors, and its row count."""
@@ -36,26 +37,32 @@ class EmbedResult(Result):
 
     def stats(self) -> dict:
         texts = self.rows * (2 if self.side == "both" else 1)
-        return {"rows": self.rows, "model": self.model, "side": self.side, "partitions": self.partitions,
+        return {"rows": self.rows, "model": self.model, "method": self.method, "side": self.side,
+                "partitions": self.partitions,
                 "texts": texts, "distinct_texts": self.distinct_texts, "repeated_texts_skipped": texts - self.distinct_texts}
 
 
 def result_affecting(embedding) -> dict:
-    """The embedding settings that change the vectors (partitioning and task GPUs do not)."""
+    """The embedding settings that change the vectors (partitioning and task GPUs do not, nor
+    the static settings when the method is the model's)."""
     values = dataclasses.asdict(embedding)
     for key in ("rows_per_partition", "gpus_per_task"):
         values.pop(key)
+    if embedding.method == "model":
+        for key in ("method", "static_fit_texts", "static_ridge"):
+            values.pop(key)
     return values
 
 
 class EmbedStage(Stage[EmbedResult]):
     result = EmbedResult
 
-    def __init__(self, side: str, gpus_per_task: float = 0.0) -> None:
+    def __init__(self, side: str, gpus_per_task: float = 0.0, static: bool = False) -> None:
         self.side = side
         self.name = f"embed_{side}"
-        self.reads = (f"pairs_{side}",)
-        self.resources = Resources("executors", gpus_per_task=gpus_per_task)
+        self.reads = (f"pairs_{side}", "static_model") if static else (f"pairs_{side}",)
+        # static vectors need no GPU: only the static model's fit runs the model
+        self.resources = Resources("executors", gpus_per_task=0.0 if static else gpus_per_task)
 
     def config(self, cfg):
         return result_affecting(cfg.embedding)
@@ -69,13 +76,18 @@ class EmbedStage(Stage[EmbedResult]):
         rows = pairs.rows_kept
         texts = ctx.spark.sparkContext.accumulator(0)
         out = ctx.table("embeddings")
-        vectors, parts = embedded(pairs.kept(ctx.spark), rows, cfg, self.resources, ctx.progress.counter, texts)
+        if "static_model" in inputs:
+            embedder = StaticEmbedder(cfg, token_vectors=inputs["static_model"].token_vectors)
+        else:
+            embedder = SentenceEmbedder(cfg)
+        vectors, parts = embedded(pairs.kept(ctx.spark), rows, cfg, self.resources, embedder, ctx.progress.counter,
+                                  texts)
         vectors.write.parquet(out.uri)
         written = out.read(ctx.spark).count()
         if written != rows:
             raise RuntimeError(f"{self.side}: embedded {written} pairs, expected {rows}")
         result = EmbedResult(rows=rows, model=cfg.model, side=cfg.side, partitions=parts,
-                             distinct_texts=int(texts.value), embeddings=out)
+                             distinct_texts=int(texts.value), embeddings=out, method=cfg.method)
         skipped = result.stats()["repeated_texts_skipped"]
         if skipped:
             log.info("embed %s: %d of %d texts were repeats, embedded once each", self.side, skipped,
@@ -86,12 +98,11 @@ class EmbedStage(Stage[EmbedResult]):
 SCHEMA = "pair_id long, embedding array<float>"
 
 
-def embedded(pairs, rows: int, cfg, resources: Resources, counter=None, texts=None):
+def embedded(pairs, rows: int, cfg, resources: Resources, embedder: SentenceEmbedder, counter=None, texts=None):
     """DataFrame[pair_id, embedding] of ``pairs`` (``rows`` of them) and its partition count: the
     rows hash-partitioned by the embedded text into a count set by ``rows`` alone, sorted by pair
-    id within each, then one SentenceEmbedder call per task. ``counter`` and ``texts``
+    id within each, then one ``embedder`` call per task. ``counter`` and ``texts``
     (accumulators) get the rows and the distinct texts embedded."""
-    embedder = SentenceEmbedder(cfg)
     parts = max(MIN_PARTITIONS, -(-rows // cfg.rows_per_partition))
     keys = [F.col(c) for c in embedder.columns()]
     df = pairs.select("pair_id", *embedder.columns()).repartition(parts, F.xxhash64(*keys)).sortWithinPartitions("pair_id")

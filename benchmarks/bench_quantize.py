@@ -122,7 +122,8 @@ def run_scale(args, spark) -> None:
     import shutil
 
     from gio_spark.job.config import QuantizeConfig
-    from gio_spark.job.quantize import assign, cluster_stats, fit_centroids
+    from gio_spark.job.quantize import assign, fit_centroids, size_stats
+    from gio_spark.job.tally import tally
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_scale import jvm_peak_rss_mib, synthetic
@@ -137,9 +138,10 @@ def run_scale(args, spark) -> None:
     centroids, info = fit_centroids(df, cfg, args.rows, "scale", 0)
     fit_s = time.perf_counter() - t
     t = time.perf_counter()
-    assign(df, centroids).write.parquet(str(out))
+    counts = tally(spark)
+    assign(df, centroids, counts).write.parquet(str(out))
     assign_s = time.perf_counter() - t
-    sizes, stats = cluster_stats(spark.read.parquet(str(out)), len(centroids))
+    stats = size_stats(counts.value.get("sizes"), float(counts.value.get("inertia")[0]))
     cores = spark.sparkContext.defaultParallelism
     print(size_line(f"job, {args.rows:,} x {args.dim}, K={args.k}", fit_s + assign_s, stats))
     print(f"fit {fit_s:.1f} s on about {info['fit_rows_target']:,} rows ({cfg.sample_per_centroid} per centroid; "

@@ -17,6 +17,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     config.addinivalue_line("markers", "cluster: starts a Spark standalone cluster (master and workers on 127.0.0.1)")
     config.addinivalue_line("markers", "airflow: loads the DAGs with Airflow (GIO_AIRFLOW_PYTHON); skipped without it")
+    config.addinivalue_line("markers", "spark35: its outcome rests on an API that differs between Spark versions; CI "
+                                       "runs it again on pyspark 3.5 (.ci/run says which APIs)")
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pyspark")
     # Spark starts its JVM with fork+exec after JAX has threads; exec right away makes it safe
     config.addinivalue_line("filterwarnings", "ignore:os.fork\\(\\) was called:RuntimeWarning")

@@ -1,9 +1,14 @@
 """The job on a real Spark standalone cluster (a master and two workers, each its own JVM, on
 127.0.0.1), submitted with spark-submit exactly as the README tells users: the package wheel
-as --py-files and jobs/gio_select.py. Also the GPU path without a GPU: a worker advertises fake
-GPU addresses, the job asks for GPU resources as the EMR configuration does, and the embedding
-tasks see the address and fall back to CPU with a warning. Static vectors (embedding.method
-static), fit included, are the same on the cluster and on local[1]."""
+as --py-files and jobs/gio_select.py. Two submissions, each against the same config run in this
+process on local[2]:
+
+- the model's vectors, as submitted with no resource settings: the same pair ids, every
+  embedding and k-means task on an executor, both executors busy;
+- static vectors (embedding.method static) with GPU task resources, as the EMR configuration
+  asks for them, on workers that advertise fake GPU addresses: the fit and the vectors bit for
+  bit the same, both executors doing the fit's tasks, and every Python worker that Spark gave a
+  GPU address warning once that it embeds on CPU instead."""
 import json
 import shutil
 import subprocess
@@ -19,7 +24,7 @@ from gio_spark.job.pipeline import run_job
 from .conftest import ROOT, SHARED_DATA
 from .standalone import standalone_cluster
 
-pytestmark = [pytest.mark.spark, pytest.mark.cluster]
+pytestmark = [pytest.mark.spark, pytest.mark.cluster, pytest.mark.spark35]
 
 DOMAINS = ("EMEA", "KDE4", "JRC-Acquis")
 PER_DOMAIN = 200
@@ -72,7 +77,7 @@ def package_zip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cluster")
-    workers = [{"cores": 1, "memory": "2g", "gpus": ["0", "1"]}, {"cores": 1, "memory": "2g"}]
+    workers = [{"cores": 1, "memory": "2g", "gpus": ["0", "1"]}, {"cores": 1, "memory": "2g", "gpus": ["0", "1"]}]
     with standalone_cluster(tmp, workers) as c:
         yield c
 
@@ -90,11 +95,21 @@ def local_ids(config, spark, tmp_path_factory) -> set:
     return selected_ids(out)
 
 
-def submit(cluster, package_zip, config: dict, out: Path, events: Path, conf: dict, master: str = "") -> dict:
+STATIC = {"embedding": {"method": "static", "static_fit_texts": 300}}
+
+
+@pytest.fixture(scope="module")
+def local_static(config, spark, tmp_path_factory) -> dict:
+    """The manifest of a local[2] run with static vectors."""
+    return run_job(config_from_dict({**config, **STATIC, "output": str(tmp_path_factory.mktemp("static") / "out")}),
+                   spark)
+
+
+def submit(cluster, package_zip, config: dict, out: Path, events: Path, conf: dict) -> dict:
     events.mkdir(parents=True, exist_ok=True)
     cfg_file = out.parent / f"{out.name}.yaml"
     cfg_file.write_text(json.dumps(config))
-    args = ["--master", master or cluster.url, "--py-files", str(package_zip),
+    args = ["--master", cluster.url, "--py-files", str(package_zip),
             "--conf", f"spark.pyspark.python={sys.executable}",
             "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events}",
             "--conf", "spark.eventLog.compress=false",
@@ -103,8 +118,7 @@ def submit(cluster, package_zip, config: dict, out: Path, events: Path, conf: di
         args += ["--conf", f"{key}={value}"]
     proc = cluster.submit(args + [str(ROOT / "jobs" / "gio_select.py"), "--config", str(cfg_file), "--output", str(out)])
     assert proc.returncode == 0, proc.stderr[-4000:]
-    if not master:
-        assert "Starting executor ID driver" not in proc.stderr  # not local mode
+    assert "Starting executor ID driver" not in proc.stderr  # not local mode
     return json.loads((out / "manifest.json").read_text())
 
 
@@ -150,38 +164,32 @@ def test_spark_submit_runs_on_the_cluster_and_matches_local(cluster, package_zip
     assert manifest["rows"]["selected"] == len(local_ids)
 
 
-def test_gpu_resources_reach_the_embedding_tasks(cluster, package_zip, config, local_ids, tmp_path):
+def test_static_vectors_and_gpu_task_resources_on_the_cluster(cluster, package_zip, config, local_static, tmp_path):
+    """Static vectors (their fit included) on the two-executor cluster and on local[2], bit for
+    bit, with GPU task resources that the workers' fake GPUs satisfy and CUDA cannot use."""
     gpu = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1"}
-    manifest = submit(cluster, package_zip, config, tmp_path / "out", tmp_path / "events", gpu)
-    logs = cluster.executor_logs(manifest["spark"]["app_id"])
-    assert logs and all(key.startswith("worker0/") for key in logs)  # only the GPU worker can host them
-    warnings = [line for text in logs.values() for line in text.splitlines()
-                if "Spark assigned GPU address" in line]
+    manifest = submit(cluster, package_zip, {**config, **STATIC}, tmp_path / "out", tmp_path / "events", gpu)
+    app_id = manifest["spark"]["app_id"]
+    tasks = tasks_by_job(tmp_path / "events", app_id)
+    assert len(set(tasks["gio-spark: static model: embed tokens and sample"])) == 2  # both executors
+    assert manifest["embedding"]["static_model"] == local_static["embedding"]["static_model"]
+    for side in ("train", "target"):
+        a, b = (pd.read_parquet(m["stages"][f"embed_{side}"]["path"] + "/embeddings").sort_values("pair_id")
+                for m in (manifest, local_static))
+        assert a.pair_id.tolist() == b.pair_id.tolist()
+        assert all(np_equal(x, y) for x, y in zip(a.embedding, b.embedding))
+    assert selected_ids(tmp_path / "out") == selected_ids(Path(local_static["output"]).parent)
+
+    # every executor holds a GPU: each Python worker that got an address said once that it embeds on CPU
+    logs = cluster.executor_logs(app_id)
+    assert {key.split("/")[0] for key in logs} == {"worker0", "worker1"}
+    warnings = [line for text in logs.values() for line in text.splitlines() if "Spark assigned GPU address" in line]
     assert warnings, "no executor warned about the unusable GPU"
     assert all("WARNING" in w and "embedding on CPU" in w for w in warnings)
     assert {w.split("GPU address ")[1].split(" ")[0].rstrip(",") for w in warnings} <= {"0", "1"}
-    # one warning per Python worker and address, naming where it runs
-    assert all(f"/{manifest['spark']['app_id']}/" in w for w in warnings)
+    assert all(f"/{app_id}/" in w for w in warnings)  # naming where it runs
     pairs = [(w.split("(pid ")[1].split(",")[0], w.split("GPU address ")[1].split(" ")[0]) for w in warnings]
     assert len(pairs) == len(set(pairs))
-    assert selected_ids(tmp_path / "out") == local_ids  # the CPU fallback embeds as the CPU runs do
-
-
-def test_static_vectors_are_the_same_on_one_core_and_the_cluster(cluster, package_zip, config, tmp_path):
-    """Static vectors (their fit included) on the two-executor cluster and on local[1], bit for
-    bit; the model's vectors are compared across shapes by the tests above (cluster, local[2])."""
-    static = {**config, "embedding": {"method": "static", "static_fit_texts": 300}}
-    runs = {master: submit(cluster, package_zip, static, tmp_path / name, tmp_path / f"events-{name}", {}, master=master)
-            for name, master in (("cluster", ""), ("one", "local[1]"))}
-    tasks = tasks_by_job(tmp_path / "events-cluster", runs[""]["spark"]["app_id"])
-    assert len(set(tasks["gio-spark: static model: embed tokens and sample"])) == 2  # both executors
-    assert runs[""]["embedding"]["static_model"] == runs["local[1]"]["embedding"]["static_model"]
-    for side in ("train", "target"):
-        a, b = (pd.read_parquet(m["stages"][f"embed_{side}"]["path"] + "/embeddings").sort_values("pair_id")
-                for m in runs.values())
-        assert a.pair_id.tolist() == b.pair_id.tolist()
-        assert all(np_equal(x, y) for x, y in zip(a.embedding, b.embedding))
-    assert selected_ids(tmp_path / "cluster") == selected_ids(tmp_path / "one")
 
 
 def np_equal(x, y) -> bool:

@@ -70,6 +70,7 @@ def test_resume_reuses_exactly_what_did_not_change(golden_run, spark):
     folder, train, target, first = golden_run
     again = run_job(job(folder, train, target, if_exists="overwrite"), spark)
     assert again["stages_reused"] == STAGES
+    assert all(again["spark"]["jobs"][s] == 0 for s in STAGES)  # a reused stage runs no Spark job
     assert again["selection"]["chosen_clusters"] == first["selection"]["chosen_clusters"]
     assert again["rows"] == first["rows"]
     other_k = run_job(job(folder, train, target, if_exists="overwrite", quantize={"k": 25}), spark)

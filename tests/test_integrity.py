@@ -15,9 +15,10 @@ from gio_spark.job.fs import FileSystem
 from gio_spark.job.pipeline import run_job
 from gio_spark.job.readers import numbered_lines
 from gio_spark.job.stage import Runner, Table
-from gio_spark.job.stages.read import summarize
+from gio_spark.job.stages.read import figures, summarize
 from gio_spark.job.stages.embed import EmbedStage
-from gio_spark.job.stages.write import verify_output
+from gio_spark.job.stages.write import id_hash_sum, verify_output
+from gio_spark.job.tally import observed
 
 from .test_job import POOL, STAGES, TARGET, job, read_input, write_text
 
@@ -142,17 +143,18 @@ def test_vector_files_with_url_special_characters(spark, tmp_path):
     assert raw.rows == 20 and sorted(r[0] for r in raw.df.select("pair_id").collect()) == list(range(20))
 
 
+@pytest.mark.spark35
 def test_lines_are_numbered_across_split_boundaries(spark, tmp_path):
     lines = [f"line {i} " + "x" * (i % 37) for i in range(4000)]
     path = tmp_path / f"{ODD}.txt"
     path.write_text("\n".join(lines) + "\n")
     spark.conf.set("spark.sql.files.maxPartitionBytes", "8192")
     try:
-        df, counts = numbered_lines(spark, FileSystem(spark), [f"file:{path}"])
-        got = df.select("line", "value").toPandas().sort_values("line")
+        numbered = numbered_lines(spark, FileSystem(spark), [f"file:{path}"])
+        got = numbered.df.select("line", "value").toPandas().sort_values("line")
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
-    assert counts == [4000]
+    assert numbered.counts == [4000]
     assert got.line.tolist() == list(range(4000)) and got.value.tolist() == lines
 
 
@@ -201,12 +203,16 @@ def test_output_check_counts_both_sides(spark, tmp_path):
     for lang, lines in (("en", "a\nb\nc\n"), ("de", "x\ny\n")):
         (tmp_path / "sel" / lang).mkdir(parents=True)
         (tmp_path / "sel" / lang / "part-00000.txt").write_text(lines)
-    with pytest.raises(RuntimeError, match=r"wrote \{'en': 3, 'de': 2\} lines, the chosen clusters hold 3 pairs"):
-        verify_output(spark, cfg, str(tmp_path / "sel"), 3)
+    with pytest.raises(RuntimeError, match=r"wrote \{'en': 3, 'de': 2\} lines, the selection holds 3 pairs"):
+        verify_output(spark, cfg, str(tmp_path / "sel"), {"rows": 3})
     (tmp_path / "tsv").mkdir()
     (tmp_path / "tsv" / "part-0.csv").write_text("pair_id\tsrc\ttgt\n1\ta\tb\n2\tc\n3\td\te\tf\n4\tg\th\n")
-    with pytest.raises(RuntimeError, match=r"wrote 4 rows \(4 distinct pair ids, 2 malformed\)"):
-        verify_output(spark, job(tmp_path, "t", "d", output_format="tsv"), str(tmp_path / "tsv"), 4)
+    ids = spark.range(1, 5).withColumnRenamed("id", "pair_id").agg(id_hash_sum().alias("ids")).first()["ids"]
+    with pytest.raises(RuntimeError, match=r"read back 4 rows \(2 malformed\) of the 4 pairs written"):
+        verify_output(spark, job(tmp_path, "t", "d", output_format="tsv"), str(tmp_path / "tsv"), {"rows": 4, "ids": ids})
+    (tmp_path / "tsv" / "part-0.csv").write_text("pair_id\tsrc\ttgt\n1\ta\tb\n2\tc\td\n3\td\te\n3\tg\th\n")
+    with pytest.raises(RuntimeError, match=r"read back 4 rows \(0 malformed, other pair ids\) of the 4 pairs"):
+        verify_output(spark, job(tmp_path, "t", "d", output_format="tsv"), str(tmp_path / "tsv"), {"rows": 4, "ids": ids})
 
 
 # 6. what the counts rule out is refused before embedding
@@ -239,8 +245,9 @@ def test_a_lone_carriage_return_stays_inside_its_line(spark, tmp_path):
 def test_a_tsv_ending_in_a_blank_line_is_read(spark, tmp_path):
     (tmp_path / "t.tsv").write_text("src\ttgt\n" + "".join(f"{e}\t{d}\n" for e, d in POOL[:10]) + "\n")
     raw = read_input(spark, InputConfig(path=str(tmp_path / "t.tsv"), format="tsv"))
-    raw.df.write.parquet(str(tmp_path / "pairs"))
-    stats = summarize(Table(str(tmp_path / "pairs")), raw, False, "t")
+    df, seen = observed(raw.df, **figures(raw.df))
+    df.write.parquet(str(tmp_path / "pairs"))
+    stats = summarize(Table(str(tmp_path / "pairs")), raw, seen.get, False, "t")
     assert stats.rows_kept == 10 and stats.skipped == {"empty_line": 1}
 
 

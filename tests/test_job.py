@@ -68,6 +68,7 @@ def medicine_share(df):
     return df["src"].str.contains("tablet|doctor|dose|side effects|allergic|Store").mean()
 
 
+@pytest.mark.spark35
 def test_text_pairs_end_to_end(spark, tmp_path):
     train = write_text(tmp_path, "train", POOL)
     target = write_text(tmp_path, "target", TARGET, gz=True)
@@ -122,6 +123,7 @@ def test_pair_ids_are_stable_and_positional(spark, tmp_path):
     assert list(zip(pa.src, pa.tgt)) == POOL
 
 
+@pytest.mark.spark35
 def test_tsv_parquet_and_hf_inputs(spark, tmp_path):
     df = pd.DataFrame(POOL, columns=["english", "german"])
     (tmp_path / "tsv").mkdir()
@@ -147,6 +149,7 @@ def test_tsv_parquet_and_hf_inputs(spark, tmp_path):
             assert (out.domain == "x").all()  # source columns travel to the output
 
 
+@pytest.mark.spark35
 def test_precomputed_vectors_skip_embedding(spark, tmp_path):
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(6, 16))
@@ -166,6 +169,7 @@ def test_precomputed_vectors_skip_embedding(spark, tmp_path):
     assert manifest["target_duplicates"]["excluded"] == 0  # no cosine threshold on vectors it did not make
 
 
+@pytest.mark.spark35
 def test_direct_selection_without_quantization(spark, tmp_path):
     train = write_text(tmp_path, "train", POOL)
     target = write_text(tmp_path, "target", TARGET)
@@ -176,6 +180,7 @@ def test_direct_selection_without_quantization(spark, tmp_path):
     assert manifest["quantize"]["train"]["clusters"] == len(POOL)
 
 
+@pytest.mark.spark35
 def test_output_as_tsv_and_aligned_text(spark, tmp_path):
     train = write_text(tmp_path, "train", POOL)
     target = write_text(tmp_path, "target", TARGET)
@@ -219,6 +224,9 @@ def test_demo_run_reports_what_was_selected(spark, tmp_path, capsys, caplog):
         q, shown = manifest["quantize"][side], summary["quantization"][side]
         assert q["inertia"] > 0 and q["singletons"] >= 0 and q["empty"] == 0
         assert shown["mean_sqdist"] == q["mean_sqdist"] and shown["size_max"] == q["size_percentiles"]["p100"]
+    jobs = manifest["spark"]["jobs"]  # Spark jobs per stage: the README's table, a ceiling that must not regrow
+    assert set(jobs) == {*manifest["stages"], "total"} and jobs["total"] == sum(jobs[s] for s in manifest["stages"])
+    assert jobs["select"] == jobs["report"] == 0 and jobs["total"] <= 40, jobs
     png = (out / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
     printed = capsys.readouterr().out

@@ -8,7 +8,7 @@ import pytest
 
 from gio_spark.job.progress import duration, spark_progress
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.spark35]
 
 
 def test_duration_words():

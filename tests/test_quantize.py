@@ -6,8 +6,9 @@ import pytest
 from gio_spark.errors import UserError
 from gio_spark.job.config import QuantizeConfig
 from gio_spark.job.quantize import assign, hashed_subset, in_fixed_order, mllib_lloyd, quantize
+from gio_spark.job.tally import tally
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.spark35]
 
 
 def blobs(n=600, d=8, centers=12, seed=0):
@@ -25,10 +26,14 @@ def frame(spark, x, parts=2, first_id=100):
 def test_assignment_is_the_nearest_centroid(spark):
     x = blobs()
     cents = x[:20].copy()
-    out = assign(frame(spark, x), cents).toPandas().sort_values("pair_id")
+    counts = tally(spark)
+    out = assign(frame(spark, x), cents, counts).toPandas().sort_values("pair_id")
     d = ((x[:, None, :].astype(np.float64) - cents[None]) ** 2).sum(-1)
     np.testing.assert_array_equal(out.cluster.to_numpy(), d.argmin(1))
     np.testing.assert_allclose(out.sqdist.to_numpy(), d.min(1), rtol=1e-9, atol=1e-9)
+    # the pass counted what it assigned (it ran in the last Spark stage: each task once)
+    np.testing.assert_array_equal(counts.value.get("sizes"), np.bincount(d.argmin(1), minlength=len(cents)))
+    np.testing.assert_allclose(counts.value.get("inertia")[0], d.min(1).sum(), rtol=1e-9)
 
 
 def test_hashed_subset_does_not_depend_on_partitioning(spark):

@@ -53,6 +53,7 @@ def test_missing_input(spark, tmp_path, target):
         run_job(job(tmp_path, str(tmp_path / "nothere"), target), spark)
 
 
+@pytest.mark.spark35
 def test_bytes_that_are_not_utf8(spark, tmp_path, target):
     en = "".join(e + "\n" for e, _ in POOL).encode()
     de_lines = [d.encode() for _, d in POOL]
@@ -170,9 +171,8 @@ def selected_ids(out):
     return sorted(pd.read_parquet(out / "selected").pair_id)
 
 
-def test_killed_after_embedding_resumes_without_embedding_again(spark, tmp_path, target, monkeypatch):
-    train = write_text(tmp_path, "train", POOL)
-    reference = run_job(job(tmp_path / "ref", train, target), spark)
+def test_killed_after_embedding_resumes_without_embedding_again(spark, tmp_path, reference, monkeypatch):
+    train, target, ref_ids, ref_manifest = reference
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed")
@@ -186,8 +186,8 @@ def test_killed_after_embedding_resumes_without_embedding_again(spark, tmp_path,
     resumed = run_job(job(tmp_path / "run", train, target), spark)
     assert {"pairs_train", "pairs_target", "embed_train", "embed_target"} <= set(resumed["stages_reused"])
     assert "quantize_train" not in resumed["stages_reused"]
-    assert selected_ids(tmp_path / "run" / "out") == selected_ids(tmp_path / "ref" / "out")
-    assert resumed["selection"]["chosen_clusters"] == reference["selection"]["chosen_clusters"]
+    assert selected_ids(tmp_path / "run" / "out") == ref_ids
+    assert resumed["selection"]["chosen_clusters"] == ref_manifest["selection"]["chosen_clusters"]
 
 
 def test_crash_while_writing_leaves_nothing_that_looks_complete(spark, tmp_path, target, monkeypatch):
@@ -221,9 +221,9 @@ def test_crash_while_writing_leaves_nothing_that_looks_complete(spark, tmp_path,
     assert len(selected_ids(out)) == manifest["rows"]["selected"]
 
 
-def test_a_failed_task_is_retried_without_duplicates(spark, tmp_path, target, monkeypatch):
-    train = write_text(tmp_path, "train", POOL)
-    clean = run_job(job(tmp_path / "clean", train, target), spark)
+@pytest.mark.spark35
+def test_a_failed_task_is_retried_without_duplicates(spark, tmp_path, reference, monkeypatch):
+    train, target, ref_ids, clean = reference
 
     class FailsOnce(embed_stage.SentenceEmbedder):
         """Partition 0's first attempt fails after handing Spark part of its rows."""
@@ -246,6 +246,7 @@ def test_a_failed_task_is_retried_without_duplicates(spark, tmp_path, target, mo
     finally:
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
         spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        spark.sparkContext.setLocalProperty("spark.job.description", None)
     tracker = spark.sparkContext.statusTracker()
     stages = [s for j in tracker.getJobIdsForGroup("faulty") for s in tracker.getJobInfo(j).stageIds]
     failed = sum(tracker.getStageInfo(s).numFailedTasks for s in stages if tracker.getStageInfo(s))
@@ -255,7 +256,7 @@ def test_a_failed_task_is_retried_without_duplicates(spark, tmp_path, target, mo
     ids = selected_ids(tmp_path / "faulty" / "out")
     assert len(ids) == len(set(ids)) == faulty["rows"]["selected"]
     # the vectors do not depend on Spark's Arrow batches, so the selection is the clean run's
-    assert ids == selected_ids(tmp_path / "clean" / "out")
+    assert ids == ref_ids
     assert faulty["selection"]["chosen_clusters"] == clean["selection"]["chosen_clusters"]
 
 

@@ -10,7 +10,7 @@ from gio_spark.cli import main
 
 from .test_job import POOL, TARGET
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.spark35]
 
 
 def free_port() -> int:

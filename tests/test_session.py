@@ -15,6 +15,7 @@ from gio_spark.job.embed import check_model_available
 from .standalone import spark_home
 
 
+@pytest.mark.spark35
 def test_an_active_session_is_used_and_the_jobs_master_ignored(spark, caplog):
     with caplog.at_level(logging.INFO, logger="gio_spark.job.session"):
         assert session.get_spark("local[1]") is spark
@@ -37,6 +38,7 @@ print("PROBE " + json.dumps({
 
 
 @pytest.mark.spark
+@pytest.mark.spark35
 def test_spark_submit_settings_win(tmp_path):
     """Under spark-submit the submitted master and settings stay as given: nothing of the
     single-machine settings (memory, s3:// mapping, UI) is added."""

@@ -30,6 +30,7 @@ def ids(folder):
     return sorted(pd.read_parquet(folder).pair_id)
 
 
+@pytest.mark.spark35
 def test_the_whole_job_on_a_hadoop_only_scheme(spark, viewfs, tmp_path):
     root, local = viewfs
     write_text(local / "data", "train", POOL)

@@ -45,7 +45,7 @@ def build_manifest(cfg: JobConfig, runner: Runner, spark: dict, seconds: float) 
         "stages": {name: {"key": rec.key, "reused": rec.reused, "resources": rec.resources, "path": rec.path}
                    for name, rec in runner.records.items()},
         "seconds": {**{name: round(rec.seconds, 3) for name, rec in runner.records.items()}, "total": round(seconds, 3)},
-        "spark": spark,
+        "spark": {**spark, "jobs": runner.spark_jobs()},
     }
     for key, uri in (("excluded", r["write"].excluded_uri), ("scores", r["write"].scores_uri)):
         if uri:

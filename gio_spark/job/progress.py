@@ -161,6 +161,30 @@ class StageProgress:
 
 
 @contextmanager
+def job_tag(spark) -> Iterator[str]:
+    """Tag every Spark job started inside (in this thread) with a fresh tag; yields the tag."""
+    sc = spark.sparkContext
+    tag = f"gio-spark-{uuid.uuid4().hex[:12]}"
+    sc.addJobTag(tag)
+    try:
+        yield tag
+    finally:
+        sc.removeJobTag(tag)
+
+
+def jobs_by_tag(spark, tags: dict[str, str]) -> dict[str, int]:
+    """How many Spark jobs carried each tag (``{name: tag}``), once Spark's status store has
+    taken in every event posted so far."""
+    jsc = spark.sparkContext._jsc.sc()
+    try:
+        jsc.listenerBus().waitUntilEmpty(10_000)
+    except Exception as exc:  # an internal API: without it the latest job may be missing
+        log.debug("Spark's listener bus could not be drained: %s", exc)
+    tracker = jsc.statusTracker()
+    return {name: len(tracker.getJobIdsForTag(tag)) for name, tag in tags.items()}
+
+
+@contextmanager
 def spark_progress(
     spark, label: str, every_s: float = 30.0, total_rows: Optional[int] = None, max_iter: Optional[int] = None,
     count_rows: bool = False, outputs_per_row: int = 0,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 
 from ..errors import UserError
 from .config import QuantizeConfig
+from .tally import Tally, tally
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Quantized:
     centroids: np.ndarray  # [K, d] float32
     sizes: np.ndarray  # [K] rows per cluster
     stats: dict = field(default_factory=dict)  # k, fit rows, inertia, size percentiles, singletons
+    assignments: Any = None  # what write_assignments returned
 
 
 def effective_k(requested: int, rows: int, name: str) -> int:
@@ -54,11 +56,15 @@ def effective_k(requested: int, rows: int, name: str) -> int:
     return requested
 
 
-def _distinct_k(embeddings: DataFrame, k: int, rows: int, name: str) -> int:
-    """k, lowered to the number of distinct vectors when there are fewer (small inputs only)."""
+def _distinct_k(embeddings: DataFrame, k: int, rows: int, name: str, sample: Optional[np.ndarray]) -> int:
+    """k, lowered to the number of distinct vectors when there are fewer (small inputs only):
+    counted in ``sample`` when it holds every row, else by Spark."""
     if rows > DISTINCT_CHECK_FACTOR * k:
         return k
-    distinct = embeddings.select("embedding").distinct().count()
+    if sample is not None and len(sample) == rows:
+        distinct = len(np.unique(sample, axis=0))
+    else:
+        distinct = embeddings.select("embedding").distinct().count()
     if distinct < 2:
         raise UserError(
             f"{name}: all {rows} rows have the same embedding (one repeated sentence?); "
@@ -86,14 +92,20 @@ def in_fixed_order(df: DataFrame, rows: int) -> DataFrame:
     return df.repartition(parts, "pair_id").sortWithinPartitions("pair_id")
 
 
-def driver_start(sample: DataFrame, k: int, cfg: QuantizeConfig, seed: int) -> np.ndarray:
-    """MLlib's start, from a sample small enough for the driver (in pair-id order): k-means++
+def collected(sample: DataFrame) -> np.ndarray:
+    """The sample's vectors on the driver, in pair-id order (one Spark job; sorted here)."""
+    pdf = sample.select("pair_id", "embedding").toPandas().sort_values("pair_id", kind="stable")
+    if pdf.empty:
+        return np.zeros((0, 0))
+    return np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
+
+
+def driver_start(x: np.ndarray, k: int, cfg: QuantizeConfig, seed: int) -> np.ndarray:
+    """MLlib's start, from a sample small enough for the driver (rows in pair-id order): k-means++
     seeds, then for ``sample-k-means`` up to ``driver_max_iter`` Lloyd iterations (scikit-learn)."""
     from sklearn.cluster import KMeans, kmeans_plusplus
     from threadpoolctl import threadpool_limits
 
-    pdf = sample.select("pair_id", "embedding").orderBy("pair_id").toPandas()
-    x = np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
     centers, _ = kmeans_plusplus(x, n_clusters=k, random_state=seed)
     if cfg.init_mode == "sample-k-means":
         # one OpenMP thread: scikit-learn's per-thread partial sums would make the last bits
@@ -118,35 +130,37 @@ def mllib_lloyd(fit: DataFrame, k: int, cfg: QuantizeConfig, seed: int, seeds: n
     return np.asarray(model.clusterCenters, dtype=np.float32)
 
 
-def assign(embeddings: DataFrame, centroids: np.ndarray) -> DataFrame:
+def nearest_centroid(x: np.ndarray, centroids: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's nearest centroid (ties to the lower id) and its squared distance, in float64."""
+    dist = norms[None, :] - 2.0 * (x @ centroids.T)
+    best = dist.argmin(axis=1)
+    sq = dist[np.arange(len(best)), best] + (x * x).sum(axis=1)
+    return best, np.maximum(sq, 0.0)
+
+
+def assign(embeddings: DataFrame, centroids: np.ndarray, counts) -> DataFrame:
     """DataFrame[pair_id, cluster int, sqdist double]: each row's nearest centroid, by a float64
-    GEMM per Arrow batch (ties go to the lower cluster id)."""
+    GEMM per Arrow batch. ``counts`` (a Tally accumulator) gets the rows per cluster
+    (``sizes``) and their squared distances (``inertia``) as the rows pass: write the result
+    (after no shuffle) and they are exact."""
     c = centroids.astype(np.float64)
     shared = embeddings.sparkSession.sparkContext.broadcast((c, (c * c).sum(axis=1)))
+    k = len(c)
 
     def nearest(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         cents, norms = shared.value
+        mine = Tally()
         for pdf in batches:
             if pdf.empty:
                 continue
             x = np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
-            dist = norms[None, :] - 2.0 * (x @ cents.T)
-            best = dist.argmin(axis=1)
-            sq = dist[np.arange(len(best)), best] + (x * x).sum(axis=1)
-            yield pd.DataFrame({"pair_id": pdf["pair_id"].to_numpy(), "cluster": best.astype(np.int32),
-                                "sqdist": np.maximum(sq, 0.0)})
+            best, sq = nearest_centroid(x, cents, norms)
+            mine.add("sizes", np.bincount(best, minlength=k))
+            mine.add("inertia", np.array([sq.sum()]))
+            yield pd.DataFrame({"pair_id": pdf["pair_id"].to_numpy(), "cluster": best.astype(np.int32), "sqdist": sq})
+        counts.add(mine)
 
     return embeddings.select("pair_id", "embedding").mapInPandas(nearest, "pair_id long, cluster int, sqdist double")
-
-
-def cluster_stats(assignments: DataFrame, k: int) -> tuple[np.ndarray, dict]:
-    """Sizes per cluster and quality figures (inertia, size percentiles, singletons, empties)."""
-    sizes = np.zeros(k, dtype=np.int64)
-    inertia = 0.0
-    for row in assignments.groupBy("cluster").agg(F.count("*").alias("n"), F.sum("sqdist").alias("s")).collect():
-        sizes[row["cluster"]] = row["n"]
-        inertia += row["s"]
-    return sizes, size_stats(sizes, inertia)
 
 
 def size_stats(sizes: np.ndarray, inertia: float) -> dict:
@@ -165,43 +179,52 @@ def size_stats(sizes: np.ndarray, inertia: float) -> dict:
 
 def fit_centroids(embeddings: DataFrame, cfg: QuantizeConfig, rows: int, name: str, seed: int) -> tuple[np.ndarray, dict]:
     """Steps 1-3: k-means centroids [k, d] of a side, and how they were fitted."""
-    k = _distinct_k(embeddings, effective_k(cfg.k, rows, name), rows, name)
+    k = effective_k(cfg.k, rows, name)
     fit_rows = min(rows, cfg.sample_per_centroid * k)
-    fit = in_fixed_order(hashed_subset(embeddings, rows, fit_rows, seed), fit_rows).cache()
-    try:
-        seeds, driver_rows = None, 0
-        if cfg.init_mode != "k-means||":
-            driver_rows = min(fit_rows, cfg.driver_rows_per_centroid * k)
-            seeds = driver_start(hashed_subset(fit, fit_rows, driver_rows, seed + 1), k, cfg, seed)
-            log.info("%s: %s start on the driver from about %d rows", name, cfg.init_mode, driver_rows)
-        log.info("%s: MLlib k-means, k=%d, on about %d of %d rows (at most %d per centroid), up to %d iterations",
-                 name, k, fit_rows, rows, cfg.sample_per_centroid, cfg.max_iter)
-        centroids = mllib_lloyd(fit, k, cfg, seed, seeds)
-    finally:
-        fit.unpersist()
+    subset = hashed_subset(embeddings, rows, fit_rows, seed)
+    seeds, driver_rows, sample = None, 0, None
+    if cfg.init_mode != "k-means||":  # a subset of the fit sample, by a second hash
+        driver_rows = min(fit_rows, cfg.driver_rows_per_centroid * k)
+        sample = collected(hashed_subset(subset, fit_rows, driver_rows, seed + 1))
+    k = _distinct_k(embeddings, k, rows, name, sample)
+    if sample is not None:
+        seeds = driver_start(sample, k, cfg, seed)
+        log.info("%s: %s start on the driver from %d rows", name, cfg.init_mode, len(sample))
+    log.info("%s: MLlib k-means, k=%d, on about %d of %d rows (at most %d per centroid), up to %d iterations",
+             name, k, fit_rows, rows, cfg.sample_per_centroid, cfg.max_iter)
+    centroids = mllib_lloyd(in_fixed_order(subset, fit_rows), k, cfg, seed, seeds)
     return centroids, {"k": k, "k_requested": cfg.k, "fit_rows_target": fit_rows, "driver_rows_target": driver_rows,
                        "init_mode": cfg.init_mode}
 
 
 def quantize(embeddings: DataFrame, cfg: QuantizeConfig, rows: int, name: str, seed_offset: int,
-             assignments_path: Optional[str]) -> Quantized:
-    """One side: centroids, then every row assigned in one pass (written to
-    ``assignments_path`` as [pair_id, cluster, sqdist] when given), sizes and quality figures."""
+             write_assignments) -> Quantized:
+    """One side: centroids, then every row assigned in one pass (given to ``write_assignments``,
+    which writes it as [pair_id, cluster, sqdist] and returns the table, when not None; else the
+    pass only counts), sizes and quality figures."""
+    counts = tally(embeddings.sparkSession)
     if cfg.enabled:
         centroids, info = fit_centroids(embeddings, cfg, rows, name, cfg.seed + seed_offset)
-        assignments = assign(embeddings, centroids)
+        assignments = assign(embeddings, centroids, counts)
     else:
         centroids, assignments = rows_as_clusters(embeddings, rows, cfg.max_direct_rows, name)
         info = {"k": len(centroids), "k_requested": 0, "init_mode": None}
-    if assignments_path is not None:
-        assignments.write.parquet(assignments_path)
-        assignments = embeddings.sparkSession.read.parquet(assignments_path)
-    sizes, stats = cluster_stats(assignments, len(centroids))
+    table = None
+    if write_assignments is not None:
+        table = write_assignments(assignments)
+    else:
+        assignments.write.format("noop").mode("overwrite").save()
+    if cfg.enabled:
+        sizes = counts.value.get("sizes", np.zeros(len(centroids), np.int64)).astype(np.int64)
+        inertia = float(counts.value.get("inertia", np.zeros(1))[0])
+    else:  # every row its own cluster
+        sizes, inertia = np.ones(len(centroids), np.int64), 0.0
+    stats = size_stats(sizes, inertia)
     if int(sizes.sum()) != rows:
         raise RuntimeError(f"{name}: assigned {int(sizes.sum())} rows to clusters, expected {rows}")
     log.info("%s: %d rows in %d clusters (inertia %.1f, largest %d, singletons %d, empty %d)", name, rows,
              len(centroids), stats["inertia"], sizes.max(), stats["singletons"], stats["empty"])
-    return Quantized(centroids=centroids, sizes=sizes, stats={**info, **stats})
+    return Quantized(centroids=centroids, sizes=sizes, stats={**info, **stats}, assignments=table)
 
 
 def check_direct_rows(rows: int, limit: int, name: str) -> None:
@@ -216,8 +239,9 @@ def check_direct_rows(rows: int, limit: int, name: str) -> None:
 def rows_as_clusters(embeddings: DataFrame, rows: int, limit: int, name: str) -> tuple[np.ndarray, DataFrame]:
     """No quantization: every row is its own cluster (for small pools; rows go to the driver)."""
     check_direct_rows(rows, limit, name)
-    data = embeddings.select("pair_id", "embedding").orderBy("pair_id").collect()
-    vecs = np.asarray([r["embedding"] for r in data], dtype=np.float32)
-    assignments = embeddings.sparkSession.createDataFrame(
-        [(int(r["pair_id"]), i, 0.0) for i, r in enumerate(data)], "pair_id long, cluster int, sqdist double")
+    pdf = embeddings.select("pair_id", "embedding").toPandas().sort_values("pair_id", kind="stable")
+    vecs = np.stack(pdf["embedding"].to_numpy()).astype(np.float32)
+    assignments = embeddings.sparkSession.createDataFrame(pd.DataFrame({
+        "pair_id": pdf["pair_id"].to_numpy(), "cluster": np.arange(len(vecs), dtype=np.int32),
+        "sqdist": np.zeros(len(vecs))}))
     return vecs, assignments

@@ -34,7 +34,7 @@ from .. import __version__
 from ..errors import UserError
 from . import failures
 from .fs import FileSystem
-from .progress import spark_progress
+from .progress import job_tag, jobs_by_tag, spark_progress
 from .uri import escape_glob, join, redact
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,19 @@ def digest(*parts: Any) -> str:
 
 @dataclass(frozen=True)
 class Table:
-    """A Parquet table a stage wrote (by Spark); ``uri`` is its folder."""
+    """A Parquet table a stage wrote (by Spark); ``uri`` is its folder, ``schema`` its Spark
+    schema as JSON (read with it, Spark runs no job to infer one from the files)."""
 
     uri: str
+    schema: Optional[str] = None
 
     def read(self, spark):
-        return spark.read.parquet(escape_glob(self.uri))  # Spark globs paths; this one is literal
+        reader = spark.read
+        if self.schema is not None:
+            from pyspark.sql.types import StructType
+
+            reader = reader.schema(StructType.fromJson(json.loads(self.schema)))
+        return reader.parquet(escape_glob(self.uri))  # Spark globs paths; this one is literal
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ class Result:
                 np.save(buf, value)
                 fs.write_bytes(join(folder, f"{f.name}.npy"), buf.getvalue())
             elif isinstance(value, Table):
-                values[f.name] = {"table": value.uri.rstrip("/").rsplit("/", 1)[-1]}
+                values[f.name] = {"table": value.uri.rstrip("/").rsplit("/", 1)[-1], "schema": value.schema}
             else:
                 values[f.name] = value
         return values
@@ -103,8 +110,8 @@ class Result:
             kind = hints[f.name]
             if kind is np.ndarray:
                 kwargs[f.name] = np.load(io.BytesIO(fs.read_bytes(join(folder, f"{f.name}.npy"))))
-            elif isinstance(values.get(f.name), dict) and set(values[f.name]) == {"table"} and Table in _members(kind):
-                kwargs[f.name] = Table(join(folder, values[f.name]["table"]))
+            elif isinstance(values.get(f.name), dict) and "table" in values[f.name] and Table in _members(kind):
+                kwargs[f.name] = Table(join(folder, values[f.name]["table"]), values[f.name].get("schema"))
             else:
                 kwargs[f.name] = values.get(f.name)
         return cls(**kwargs)
@@ -130,6 +137,12 @@ class Context:
     def table(self, name: str) -> Table:
         """Where the stage writes a Parquet table of its result."""
         return Table(join(self.folder, name))
+
+    def write_table(self, df, name: str) -> Table:
+        """Write ``df`` as the stage's Parquet table ``name``; the table knows its schema."""
+        table = self.table(name)
+        df.write.parquet(table.uri)
+        return Table(table.uri, df.schema.json())
 
 
 @dataclass(frozen=True)
@@ -181,6 +194,7 @@ class StageRecord:
     seconds: float
     resources: str
     path: Optional[str]
+    job_tag: Optional[str] = None  # the tag of the Spark jobs the stage ran (none when reused)
 
 
 class StageStore:
@@ -273,12 +287,14 @@ class Runner:
         log.info("stage %s: running (%s)", stage.name, stage.resources.describe())
         start = time.perf_counter()
         try:
-            if spec is None:
-                result = stage.run(dataclasses.replace(self.ctx, folder=folder), inputs)
-            else:
-                with spark_progress(self.ctx.spark, spec.label, total_rows=spec.total_rows, max_iter=spec.max_iter,
-                                    count_rows=spec.count_rows, outputs_per_row=spec.outputs_per_row) as progress:
-                    result = stage.run(dataclasses.replace(self.ctx, folder=folder, progress=progress), inputs)
+            with job_tag(self.ctx.spark) as tag:
+                if spec is None:
+                    result = stage.run(dataclasses.replace(self.ctx, folder=folder), inputs)
+                else:
+                    with spark_progress(self.ctx.spark, spec.label, total_rows=spec.total_rows,
+                                        max_iter=spec.max_iter, count_rows=spec.count_rows,
+                                        outputs_per_row=spec.outputs_per_row) as progress:
+                        result = stage.run(dataclasses.replace(self.ctx, folder=folder, progress=progress), inputs)
         except UserError:
             raise
         except Exception as exc:
@@ -290,14 +306,20 @@ class Runner:
         if stage.reusable:
             result, folder = self.store.publish(stage, key, folder, result, seconds)
         log.info("stage %s: done in %.1f s", stage.name, seconds)
-        self._record(stage, key, result, False, seconds, folder)
+        self._record(stage, key, result, False, seconds, folder, tag)
         return result
 
     def _record(self, stage: Stage, key: str, result: Result, reused: bool, seconds: float,
-                folder: Optional[str]) -> None:
+                folder: Optional[str], tag: Optional[str] = None) -> None:
         self.keys[stage.name] = key
         self.results[stage.name] = result
-        self.records[stage.name] = StageRecord(key, reused, seconds, stage.resources.describe(), folder)
+        self.records[stage.name] = StageRecord(key, reused, seconds, stage.resources.describe(), folder, tag)
+
+    def spark_jobs(self) -> dict[str, int]:
+        """Spark jobs each stage ran in this run (0 for a reused stage), and their total."""
+        counts = jobs_by_tag(self.ctx.spark, {n: r.job_tag for n, r in self.records.items() if r.job_tag})
+        out = {name: counts.get(name, 0) for name in self.records}
+        return {**out, "total": sum(out.values())}
 
     @property
     def reused(self) -> list[str]:

@@ -27,6 +27,12 @@ REPLACEMENT = "\ufffd"  # what decoding puts for bytes that are not UTF-8
 UNDECODABLE = "undecodable"
 BAD_COLUMNS = "bad_columns"
 UNMATCHED_FILE = "unmatched_file"  # never expected: a row whose file could not be numbered
+UNNUMBERED = "unnumbered"  # never kept: a line whose input split changed between the read's two passes
+EMPTY_PAIR = "empty_pair"
+EMPTY_LINE = "empty_line"
+NULL_PAIR = "null_pair"
+# every reason a row is not used; the read stage counts each (and refuses a run with an error reason)
+SKIP_REASONS = (UNDECODABLE, BAD_COLUMNS, UNMATCHED_FILE, UNNUMBERED, EMPTY_PAIR, EMPTY_LINE, NULL_PAIR)
 INTERNAL_COLUMNS = ("_skip", "_cols", "_tokens_src", "_tokens_tgt")
 # columns the job itself writes next to the user's: an input column of the same name is refused
 JOB_COLUMNS = ("pair_id", "src", "tgt", "cluster", "selection_rank", "target_distance", "embedding")
@@ -130,34 +136,50 @@ def glob_hint(path: str) -> str:
             f"before each one that is part of a file name)")
 
 
-def numbered_lines(spark: SparkSession, fs: FileSystem, files: list[str]) -> tuple[DataFrame, list[int]]:
-    """DataFrame[file_ordinal int, line long, value string, _file string] for text files (gzip
-    too), the line number counted from 0 within each file, computed without a global sort; and
-    the number of lines of each file.
+@dataclass
+class Lines:
+    """The lines of text files: ``df`` is DataFrame[file_ordinal int, line long, value string],
+    the line counted from 0 within its file (both null for a line whose split the first pass did
+    not see: see UNNUMBERED); ``counts`` and ``heads`` (when asked) are each file's number of
+    lines and first line."""
+
+    df: DataFrame
+    counts: list[int]
+    heads: list[Optional[str]]
+
+
+def numbered_lines(spark: SparkSession, fs: FileSystem, files: list[str], heads: bool = False) -> Lines:
+    """Every line of the text files (gzip too), numbered within its file without a global sort:
+    a first pass counts the lines of each input split (one small aggregation), the second numbers
+    each line from its split's offset. Splits are keyed by file, start, length and partition, so
+    a line whose split differs between the passes (Spark sizes splits by the cores present, which
+    can change between two jobs) is left unnumbered, never numbered wrong.
 
     Only LF ends a line (a lone CR stays inside it) and a CR right before the LF is removed,
     so Unix and Windows line ends give the same lines."""
     ordinal = {fs.uri_form(f): i for i, f in enumerate(files)}
-    raw = (
-        spark.read.option("lineSep", "\n").text(spark_paths(files))
-        .select(_without_final_cr("value"), F.col("_metadata.file_path").alias("_file"))
-        .withColumn("_mid", F.monotonically_increasing_id())
-        .withColumn("_part", F.spark_partition_id())
-    )
-    blocks = raw.groupBy("_file", "_part").agg(F.count("*").alias("n"), F.min("_mid").alias("first")).collect()
-    counts = [0] * len(files)
+    split = ["_file", "_start", "_len", "_part"]
+    scan = spark.read.option("lineSep", "\n").text(spark_paths(files)).select(
+        _without_final_cr("value"), F.col("_metadata.file_path").alias("_file"),
+        F.col("_metadata.file_block_start").alias("_start"), F.col("_metadata.file_block_length").alias("_len"),
+        F.spark_partition_id().alias("_part"), F.monotonically_increasing_id().alias("_mid"))
+    firsts = [F.min_by("value", "_mid").alias("head")] if heads else []
+    blocks = scan.groupBy(*split).agg(F.count("*").alias("n"), F.min("_mid").alias("first"), *firsts).collect()
+    counts, first_lines = [0] * len(files), [None] * len(files)
     offsets = []
-    for row in sorted(blocks, key=lambda r: (r["_file"], r["first"])):
+    for row in sorted(blocks, key=lambda r: (r["_file"], r["_start"])):
         i = ordinal.get(canonical_file_uri(row["_file"]))
         if i is None:
             raise RuntimeError(f"Spark read {unquote(row['_file'])}, which is not one of the listed input files")
-        offsets.append((row["_file"], row["_part"], row["first"], counts[i], i))
+        if heads and row["_start"] == 0:
+            first_lines[i] = row["head"]
+        offsets.append((row["_file"], row["_start"], row["_len"], row["_part"], i, counts[i] - row["first"]))
         counts[i] += row["n"]
-    table = spark.createDataFrame(offsets, "_file string, _part int, first long, start long, file_ordinal int")
-    out = raw.join(F.broadcast(table), ["_file", "_part"]).select(
-        "file_ordinal", (F.col("start") + F.col("_mid") - F.col("first")).alias("line"), "value", "_file"
-    )
-    return out, counts
+    table = spark.createDataFrame(offsets, "_file string, _start long, _len long, _part int, file_ordinal int, "
+                                           "_shift long")
+    out = scan.join(F.broadcast(table), split, "left").select(
+        "file_ordinal", (F.col("_mid") + F.col("_shift")).alias("line"), "value")
+    return Lines(out, counts, first_lines)
 
 
 def _without_final_cr(col: str) -> Column:

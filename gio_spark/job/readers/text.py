@@ -8,8 +8,8 @@ from ...errors import UserError
 from ..config import InputConfig
 from ..fs import FileInfo, FileSystem
 from ..uri import shown
-from .base import (UNDECODABLE, InputFiles, RawPairs, Reader, blank, glob_hint, invalid_utf8, numbered_lines, pair_id,
-                   skip_reason, unescaped)
+from .base import (EMPTY_PAIR, UNDECODABLE, UNNUMBERED, InputFiles, RawPairs, Reader, blank, glob_hint, invalid_utf8,
+                   numbered_lines, pair_id, skip_reason, unescaped)
 
 
 class TextReader(Reader):
@@ -41,23 +41,27 @@ class TextReader(Reader):
 
     def read(self, spark, fs: FileSystem, inp: InputConfig, src_lang: str, tgt_lang: str, name: str,
              files: InputFiles) -> RawPairs:
-        src, src_counts = numbered_lines(spark, fs, files.src_paths)
-        tgt, tgt_counts = numbered_lines(spark, fs, files.tgt_paths)
-        for sf, tf, a, b in zip(files.src_paths, files.tgt_paths, src_counts, tgt_counts):
+        """Both languages' files in one scan: each line numbered in its file, then the two lines
+        of a pair brought together by (file ordinal, line) in one shuffle."""
+        n = len(files.src_paths)
+        lines = numbered_lines(spark, fs, files.src_paths + files.tgt_paths)
+        for sf, tf, a, b in zip(files.src_paths, files.tgt_paths, lines.counts[:n], lines.counts[n:]):
             if a != b:
                 raise UserError(f"{name}: aligned files differ in length: {shown(sf)} has {a} lines, {shown(tf)} has {b}")
             if a == 0:
                 raise UserError(f"{name}: input file {shown(sf)} is empty")
-        df = src.withColumnRenamed("value", "src").join(
-            tgt.select("file_ordinal", "line", F.col("value").alias("tgt")), ["file_ordinal", "line"]
-        )
+        is_tgt = F.col("file_ordinal") >= n
+        side = {"src": F.when(~is_tgt, F.col("value")), "tgt": F.when(is_tgt, F.col("value"))}
+        df = lines.df.groupBy((F.col("file_ordinal") % n).alias("file_ordinal"), "line").agg(
+            *[F.first(v, ignorenulls=True).alias(k) for k, v in side.items()], F.count("*").alias("_n"))
         text = {side: unescaped(F.col(side)) if inp.unescape else F.col(side) for side in ("src", "tgt")}
         df = df.select(
             pair_id("file_ordinal", "line"), text["src"].alias("src"), text["tgt"].alias("tgt"),
-            skip_reason((invalid_utf8("src") | invalid_utf8("tgt"), UNDECODABLE),
-                        (blank("src") | blank("tgt"), "empty_pair")),
+            skip_reason((F.col("line").isNull() | (F.col("_n") != 2), UNNUMBERED),
+                        (invalid_utf8("src") | invalid_utf8("tgt"), UNDECODABLE),
+                        (blank("src") | blank("tgt"), EMPTY_PAIR)),
         )
-        return RawPairs(df, files, "line", rows=sum(src_counts))
+        return RawPairs(df, files, "line", rows=sum(lines.counts[:n]))
 
 
 def _lang_files(fs: FileSystem, prefix: str, lang: str, name: str) -> list[FileInfo]:

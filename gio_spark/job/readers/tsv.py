@@ -9,8 +9,8 @@ from ...errors import UserError
 from ..config import InputConfig
 from ..fs import FileSystem
 from ..uri import shown
-from .base import (BAD_COLUMNS, UNDECODABLE, InputFiles, RawPairs, Reader, blank, invalid_utf8, numbered_lines, pair_id,
-                   skip_reason, unescaped)
+from .base import (BAD_COLUMNS, EMPTY_LINE, EMPTY_PAIR, UNDECODABLE, UNNUMBERED, InputFiles, RawPairs, Reader, blank,
+                   invalid_utf8, numbered_lines, pair_id, skip_reason, unescaped)
 
 # the header of the job's own TSV output (see stages/write.py)
 OUTPUT_HEADER = ["pair_id", "src", "tgt"]
@@ -22,15 +22,14 @@ class TsvReader(Reader):
     def read(self, spark, fs: FileSystem, inp: InputConfig, src_lang: str, tgt_lang: str, name: str,
              files: InputFiles) -> RawPairs:
         paths = files.src_paths
-        lines, counts = numbered_lines(spark, fs, paths)
-        for f, n in zip(paths, counts):
+        numbered = numbered_lines(spark, fs, paths, heads=inp.header)
+        for f, n in zip(paths, numbered.counts):
             if n == 0:
                 raise UserError(f"{name}: input file {shown(f)} is empty")
-        lines = lines.withColumn("_parts", F.split(F.col("value"), "\t", -1))
+        lines = numbered.df.withColumn("_parts", F.split(F.col("value"), "\t", -1))
         names = None
         if inp.header:
-            headers = {r["file_ordinal"]: r["value"] for r in
-                       lines.filter(F.col("line") == 0).select("file_ordinal", "value").collect()}
+            headers = dict(enumerate(numbered.heads))
             names = headers[0].split("\t")
             for i, h in headers.items():
                 if h.split("\t") != names:
@@ -39,7 +38,7 @@ class TsvReader(Reader):
                 if col not in names:
                     raise UserError(f"{name}: column {col!r} not in the TSV header {names} of {shown(paths[0])}")
             src_i, tgt_i, width = names.index(inp.src_col), names.index(inp.tgt_col), len(names)
-            body = lines.filter(F.col("line") > 0)
+            body = lines.filter(F.col("line").isNull() | (F.col("line") > 0))
         else:
             try:
                 src_i, tgt_i = int(inp.src_col), int(inp.tgt_col)
@@ -55,11 +54,12 @@ class TsvReader(Reader):
         df = body.select(
             pair_id("file_ordinal", "line"), src.alias("src"), tgt.alias("tgt"), cols.alias("_cols"),
             skip_reason(
-                (F.col("value") == "", "empty_line"),  # e.g. the blank line many editors leave at the end
+                (F.col("line").isNull(), UNNUMBERED),
+                (F.col("value") == "", EMPTY_LINE),  # e.g. the blank line many editors leave at the end
                 (bad_width, BAD_COLUMNS),
                 (invalid_utf8("value"), UNDECODABLE),
-                (blank(src) | blank(tgt), "empty_pair"),
+                (blank(src) | blank(tgt), EMPTY_PAIR),
             ),
         )
-        rows = sum(counts) - (len(paths) if inp.header else 0)
+        rows = sum(numbered.counts) - (len(paths) if inp.header else 0)
         return RawPairs(df, files, "line", tsv_width=width, rows=rows)

@@ -14,11 +14,12 @@ from pyspark.sql import functions as F
 
 from ..embed import SentenceEmbedder, StaticEmbedder
 from ..stage import Context, Progress, Resources, Result, Stage, Table
+from ..tally import observed
 from .read import ReadResult
 
 log = logging.getLogger(__name__)
 
-MIN_PARTITIONS = 8  # embedding tasks for a small input, whatever the cluster
+MIN_PARTITIONS = 2  # embedding tasks of a small input (under 2 x rows_per_partition): two executors share it
 
 
 @dataclass
@@ -75,15 +76,15 @@ class EmbedStage(Stage[EmbedResult]):
         pairs: ReadResult = inputs[self.reads[0]]
         rows = pairs.rows_kept
         texts = ctx.spark.sparkContext.accumulator(0)
-        out = ctx.table("embeddings")
         if "static_model" in inputs:
             embedder = StaticEmbedder(cfg, token_vectors=inputs["static_model"].token_vectors)
         else:
             embedder = SentenceEmbedder(cfg)
         vectors, parts = embedded(pairs.kept(ctx.spark), rows, cfg, self.resources, embedder, ctx.progress.counter,
                                   texts)
-        vectors.write.parquet(out.uri)
-        written = out.read(ctx.spark).count()
+        vectors, seen = observed(vectors, rows=F.count(F.lit(1)))
+        out = ctx.write_table(vectors, "embeddings")
+        written = seen.get["rows"]
         if written != rows:
             raise RuntimeError(f"{self.side}: embedded {written} pairs, expected {rows}")
         result = EmbedResult(rows=rows, model=cfg.model, side=cfg.side, partitions=parts,

@@ -24,13 +24,15 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import functions as F
 
-from ..duplicates import NEAR, TargetTexts
+from ..duplicates import EXACT, NEAR, ONE_WORD, TargetTexts
 from ..stage import Context, Progress, Resources, Result, Stage, Table
+from ..tally import Tally, tally
 
 log = logging.getLogger(__name__)
 
 EXAMPLES = 5  # excluded pairs shown in the manifest
 SENTENCE_COSINE = 0.95  # near_embedding for the job's own embeddings (README: how it was chosen)
+REASONS = (EXACT, ONE_WORD, NEAR)
 
 
 @dataclass
@@ -148,41 +150,34 @@ class GuardStage(Stage[GuardResult]):
         duplicate = F.col("text_duplicate")
         if threshold is not None:
             duplicate = F.coalesce(duplicate, F.when(F.col("max_cosine") >= threshold, F.lit(NEAR)))
-        table = ctx.table("scores")
-        scores.select("pair_id", F.col("cluster").cast("int").alias("cluster"), "target_distance", "max_cosine",
-                      "tokens_src", "tokens_tgt", duplicate.alias("duplicate")).write.parquet(table.uri)
-        result = self._summarize(table.read(spark), pool_pairs, len(inputs["quantize_train"].centroids), cfg,
-                                 threshold)
-        result.scores = table
+        scores = scores.select("pair_id", F.col("cluster").cast("int").alias("cluster"), "target_distance",
+                               "max_cosine", "tokens_src", "tokens_tgt", duplicate.alias("duplicate"))
+        active = not cfg.keep_target_duplicates
+        counts = tally(spark, keep=EXAMPLES)
+        k = len(inputs["quantize_train"].centroids)
+        table = ctx.write_table(scores.mapInPandas(ScoreTally(counts, k, active), scores.schema), "scores")
         for shared in (near, texts):
             if shared is not None:
                 shared.unpersist()
-        return result
+        return self._summarize(counts.value, pool_pairs, k, active, threshold, table)
 
     @staticmethod
-    def _summarize(scores, pool_pairs, k: int, cfg, threshold: Optional[float]) -> GuardResult:
-        """Sizes and tokens per cluster without the duplicates (with them when the guard is off);
-        counts and examples of the duplicates found."""
-        active = not cfg.keep_target_duplicates
-        usable = scores.filter(F.col("duplicate").isNull()) if active else scores
-        sizes, src, tgt = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
-        for row in usable.groupBy("cluster").agg(F.count("*").alias("n"), F.sum("tokens_src").alias("s"),
-                                                 F.sum("tokens_tgt").alias("t")).collect():
-            sizes[row["cluster"]], src[row["cluster"]], tgt[row["cluster"]] = row["n"], row["s"] or 0, row["t"] or 0
-        found = {r["duplicate"]: int(r["count"]) for r in
-                 scores.filter(F.col("duplicate").isNotNull()).groupBy("duplicate").count().collect()}
-        examples = []
+    def _summarize(counts: Tally, pool_pairs, k: int, active: bool, threshold: Optional[float],
+                   table: Table) -> GuardResult:
+        """Sizes and tokens per cluster without the duplicates (with them when the guard is off),
+        counts and examples of the duplicates found, as the scores' write tallied them."""
+        zeros = np.zeros(k, np.int64)
+        sizes, src, tgt = (counts.get(name, zeros).astype(np.int64) for name in ("sizes", "tokens_src", "tokens_tgt"))
+        found = {reason: int(n) for reason, n in zip(REASONS, counts.get("duplicates", np.zeros(len(REASONS)))) if n}
+        examples = [{"pair_id": int(pid), "reason": reason, "max_cosine": round(float(cos), 4)}
+                    for pid, reason, cos in counts.rows]
+        if examples and "src" in pool_pairs.columns:  # their texts: one small job
+            ids = [e["pair_id"] for e in examples]
+            text = {int(r["pair_id"]): (r["src"], r["tgt"]) for r in
+                    pool_pairs.filter(F.col("pair_id").isin(ids)).select("pair_id", "src", "tgt").collect()}
+            examples = [{**e, **({"src": text[e["pair_id"]][0], "tgt": text[e["pair_id"]][1]}
+                                 if e["pair_id"] in text else {})} for e in examples]
         if found:
-            picked = (scores.filter(F.col("duplicate").isNotNull()).orderBy("pair_id").limit(EXAMPLES)
-                      .select("pair_id", "duplicate", "max_cosine").collect())
-            text = {}
-            if picked and "src" in pool_pairs.columns:
-                ids = [int(r["pair_id"]) for r in picked]
-                text = {int(r["pair_id"]): (r["src"], r["tgt"]) for r in
-                        pool_pairs.filter(F.col("pair_id").isin(ids)).select("pair_id", "src", "tgt").collect()}
-            examples = [{"pair_id": int(r["pair_id"]), "reason": r["duplicate"], "max_cosine": round(r["max_cosine"], 4),
-                         **({"src": text[int(r["pair_id"])][0], "tgt": text[int(r["pair_id"])][1]}
-                            if int(r["pair_id"]) in text else {})} for r in picked]
             what = "kept out of the selection" if active else "left in it: the guard is off (keep_target_duplicates)"
             log.info("guard: %d pool pairs duplicate target pairs, %s (%s)", sum(found.values()), what,
                      ", ".join(f"{v} {k}" for k, v in sorted(found.items())))
@@ -193,4 +188,31 @@ class GuardStage(Stage[GuardResult]):
                         f", {found.get(NEAR, 0)} of them by cosine >= {threshold}" if found.get(NEAR) else "",
                         ", selection.duplicate_cosine sets the cosine" if found.get(NEAR) else "")
         return GuardResult(sizes=sizes, tokens_src=src, tokens_tgt=tgt, duplicates=found, examples=examples,
-                           active=active, duplicate_cosine=threshold)
+                           active=active, duplicate_cosine=threshold, scores=table)
+
+
+@dataclass
+class ScoreTally:
+    """mapInPandas body that passes the scores through while it counts, per cluster, the usable
+    pairs and their tokens (duplicates left out when the guard is active), the duplicates by
+    reason, and the first few duplicates by pair id."""
+
+    counts: object  # a Tally accumulator
+    k: int
+    active: bool
+
+    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        mine = Tally(keep=EXAMPLES)
+        for pdf in batches:
+            dup = pdf["duplicate"]
+            usable = dup.isna().to_numpy() if self.active else np.ones(len(pdf), bool)
+            cluster = pdf["cluster"].to_numpy()[usable]
+            mine.add("sizes", np.bincount(cluster, minlength=self.k))
+            for side in ("src", "tgt"):
+                mine.add(f"tokens_{side}", np.bincount(cluster, pdf[f"tokens_{side}"].to_numpy()[usable],
+                                                       minlength=self.k).astype(np.int64))
+            mine.add("duplicates", np.array([(dup == reason).sum() for reason in REASONS], np.int64))
+            marked = pdf[dup.notna()]
+            mine.note(zip(marked["pair_id"].astype(int), marked["duplicate"], marked["max_cosine"].astype(float)))
+            yield pdf
+        self.counts.add(mine)

@@ -62,8 +62,8 @@ class QuantizeStage(Stage[QuantizeResult]):
         cfg = ctx.cfg.quantize
         table, rows = inputs[self.reads[0]].vectors()
         emb = table.read(ctx.spark).select("pair_id", "embedding")
-        keep = ctx.table("assignments") if self.side == "train" else None
-        q = quantize(emb, cfg, rows, self.side, self.seed_offset, keep.uri if keep else None)
+        keep = (lambda df: ctx.write_table(df, "assignments")) if self.side == "train" else None
+        q = quantize(emb, cfg, rows, self.side, self.seed_offset, keep)
         if self.side == "train" and cfg.enabled:
             warning = k_warning(rows, len(q.centroids), int(q.stats.get("singletons", 0)))
             if warning:
@@ -71,4 +71,4 @@ class QuantizeStage(Stage[QuantizeResult]):
         iterations = ctx.progress.kmeans_iterations() if cfg.enabled else 0
         stats = {"rows": rows, "clusters": int(len(q.centroids)), "quantized": cfg.enabled,
                  "kmeans_iterations": iterations, **q.stats}
-        return QuantizeResult(centroids=q.centroids, sizes=q.sizes, stats=stats, assignments=keep)
+        return QuantizeResult(centroids=q.centroids, sizes=q.sizes, stats=stats, assignments=q.assignments)

@@ -6,14 +6,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from ...errors import UserError
 from .. import failures
 from ..readers import FILE_SHIFT, InputFiles, RawPairs, reader_for
-from ..readers.base import BAD_COLUMNS, INTERNAL_COLUMNS, UNDECODABLE, UNMATCHED_FILE, invalid_utf8, tokens
+from ..readers.base import (BAD_COLUMNS, INTERNAL_COLUMNS, SKIP_REASONS, UNDECODABLE, UNMATCHED_FILE, UNNUMBERED,
+                            invalid_utf8, tokens)
 from ..stage import Context, Progress, Resources, Result, Stage, Table
+from ..tally import observed
 from ..uri import shown
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class ReadResult(Result):
     dim: Optional[int] = None  # vectors only
     tokens_src: int = 0  # white-space tokens of the kept pairs, per side
     tokens_tgt: int = 0
+    shortest: dict = field(default_factory=dict)  # tokens of the kept pair with fewest, by token sides
     pairs: Optional[Table] = None  # every row: [pair_id, src, tgt | embedding, user columns, internal columns]
 
     def kept(self, spark) -> DataFrame:
@@ -90,38 +93,59 @@ class ReadStage(Stage[ReadResult]):
         raw = reader_for(inp.format).read(ctx.spark, ctx.fs, inp, cfg.src_lang, cfg.tgt_lang, self.side, self.files(ctx))
         if raw.rows is not None:
             ctx.progress.set_total(raw.rows)
-        table = ctx.table("data")
         df = raw.df
         if "src" in df.columns:  # white-space tokens per side, for token budgets
             df = df.withColumn("_tokens_src", tokens("src")).withColumn("_tokens_tgt", tokens("tgt"))
-        df.write.parquet(table.uri)
-        return summarize(table, raw, cfg.allow_undecodable, self.side)
+        df, seen = observed(df, **figures(df))
+        table = ctx.write_table(df, "data")
+        return summarize(table, raw, seen.get, cfg.allow_undecodable, self.side)
 
 
-def summarize(table: Table, raw: RawPairs, allow_undecodable: bool, name: str) -> ReadResult:
-    """Counts by skip reason of the written rows (one pass over one column), or the error
-    that names the first bad file and row."""
-    written = table.read(raw.df.sparkSession)
-    texts = "_tokens_src" in written.columns
-    sums = [F.sum(c).alias(c) for c in ("_tokens_src", "_tokens_tgt")] if texts else []
-    groups = {r["_skip"]: r for r in written.groupBy("_skip").agg(F.count("*").alias("count"), *sums).collect()}
-    counts = {k: r["count"] for k, r in groups.items()}
+def figures(df: DataFrame) -> dict[str, Column]:
+    """What the read stage counts while it writes: rows, rows by skip reason with the first pair
+    id of each, and the kept pairs' tokens per side."""
+    skip = F.col("_skip")
+    out = {"rows": F.count(F.lit(1)), "kept": F.count_if(skip.isNull())}
+    for reason in SKIP_REASONS:
+        out[f"n_{reason}"] = F.count_if(skip == reason)
+        out[f"first_{reason}"] = F.min(F.when(skip == reason, F.col("pair_id")))
+    if "_tokens_src" in df.columns:
+        sides = {"src": F.col("_tokens_src"), "tgt": F.col("_tokens_tgt")}
+        sides["both"] = sides["src"] + sides["tgt"]
+        for side, col in sides.items():
+            if side != "both":
+                out[f"tokens_{side}"] = F.sum(F.when(skip.isNull(), col))
+            out[f"shortest_{side}"] = F.min(F.when(skip.isNull(), col))
+    return out
+
+
+def summarize(table: Table, raw: RawPairs, seen: dict, allow_undecodable: bool, name: str) -> ReadResult:
+    """Counts by skip reason of the written rows (as the write observed them), or the error that
+    names the first bad file and row."""
+    counts = {reason: int(seen[f"n_{reason}"]) for reason in SKIP_REASONS if seen[f"n_{reason}"]}
+    if sum(counts.values()) + seen["kept"] != seen["rows"]:
+        raise RuntimeError(f"{name}: {seen['rows']} rows read, but {seen['kept']} kept and {counts} skipped")
     files = sorted(set(raw.files.src_paths) | set(raw.files.tgt_paths))
-    kept = groups.get(None)
-    result = ReadResult(rows_in=sum(counts.values()), rows_kept=counts.get(None, 0),
-                        skipped=dict(sorted((k, v) for k, v in counts.items() if k is not None)),
-                        files=files, dim=raw.dim, pairs=table,
-                        tokens_src=int(kept["_tokens_src"] or 0) if texts and kept else 0,
-                        tokens_tgt=int(kept["_tokens_tgt"] or 0) if texts and kept else 0)
+    result = ReadResult(rows_in=int(seen["rows"]), rows_kept=int(seen["kept"]), skipped=dict(sorted(counts.items())),
+                        files=files, dim=raw.dim, pairs=table, tokens_src=int(seen.get("tokens_src") or 0),
+                        tokens_tgt=int(seen.get("tokens_tgt") or 0),
+                        shortest={side: int(seen[f"shortest_{side}"]) for side in ("src", "tgt", "both")
+                                  if seen.get(f"shortest_{side}") is not None})
 
     def first(reason: str, *cols):
-        row = written.filter(F.col("_skip") == reason).orderBy("pair_id").select("pair_id", *cols).first()
+        """The first row skipped for ``reason`` (one small job, on the way to an error)."""
+        row = table.read(raw.df.sparkSession).filter(F.col("pair_id") == seen[f"first_{reason}"]) \
+            .select("pair_id", *cols).first()
         ordinal, index = divmod(row["pair_id"], 1 << FILE_SHIFT)
         return row, ordinal, index + 1
 
     if UNMATCHED_FILE in counts:
         raise RuntimeError(f"{name}: {counts[UNMATCHED_FILE]} rows came from files Spark names differently from "
                            f"the listing of {', '.join(files)}; refusing to number them")
+    if UNNUMBERED in counts or (raw.rows is not None and raw.unit == "line" and result.rows_in != raw.rows):
+        raise UserError(f"{name}: Spark split the input files differently in the read's two passes (executors "
+                        f"joined or left between them), so {counts.get(UNNUMBERED, 0)} lines could not be numbered; "
+                        f"run the job again")
     if BAD_COLUMNS in counts:
         row, ordinal, number = first(BAD_COLUMNS, "_cols")
         raise UserError(f"{name}: {shown(raw.files.src_paths[ordinal])} line {number} has {row['_cols']} "

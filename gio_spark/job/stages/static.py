@@ -71,7 +71,7 @@ class StaticModelStage(Stage[StaticModelResult]):
         tok = static_tokenizer(cfg.model, cfg.max_seq_length)
         pool: ReadResult = inputs["pairs_train"]
         texts = pool_texts(ctx, pool, cfg)
-        sample = sampled_texts(texts, cfg.static_fit_texts, pool.rows_kept * len(embedded_columns(cfg)))
+        sample = sampled_texts(texts, cfg.static_fit_texts, pool.rows_kept * len(SentenceEmbedder(cfg).columns()))
         vocab = vocabulary_texts(tok)
         used = used_tokens(texts, cfg)
         rows = [(int(i), vocab[i]) for i in used if vocab[i]] + [(SAMPLE_ID + i, t) for i, t in enumerate(sample)]
@@ -101,15 +101,11 @@ class StaticModelStage(Stage[StaticModelResult]):
                                  iterations=fit.iterations)
 
 
-def embedded_columns(cfg) -> list[str]:
-    return ["src", "tgt"] if cfg.side == "both" else [cfg.side]
-
-
 def pool_texts(ctx: Context, pool: ReadResult, cfg) -> DataFrame:
     """DataFrame[text]: the distinct texts of the embedded side(s) of the pool's kept pairs."""
     kept = pool.kept(ctx.spark)
     texts = None
-    for col in embedded_columns(cfg):
+    for col in SentenceEmbedder(cfg).columns():
         part = kept.select(F.col(col).alias("text"))
         texts = part if texts is None else texts.unionByName(part)
     return texts.distinct()

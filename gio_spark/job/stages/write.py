@@ -4,15 +4,20 @@ every side, then moved into ``<output>/selected``; beside it the pool pairs the 
 (``excluded``) and, when asked, every pool pair's scores (``scores``)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
-from dataclasses import dataclass
-from typing import Mapping, Optional
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Optional
 
-from pyspark.sql import Window
+import numpy as np
+import pandas as pd
 from pyspark.sql import functions as F
 
+from ...errors import UserError
 from ..stage import Context, Progress, Resources, Result, Stage
+from ..summary import example_ranks
+from ..tally import observed
 from ..uri import absolute, escape_glob, join
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,7 @@ class WriteResult(Result):
     tokens_out: int = 0  # white-space tokens of the written pairs (token_sides)
     excluded_uri: Optional[str] = None
     scores_uri: Optional[str] = None
+    examples: list = field(default_factory=list)  # written pairs of the first and last chosen clusters
 
 
 def escaped(col: str):
@@ -67,33 +73,35 @@ class WriteStage(Stage[WriteResult]):
             fs.delete(tmp_root)
         tmp = join(tmp_root, f"run-{uuid.uuid4().hex[:8]}")
         scores = guard.scores.read(spark)
-        chosen, expected = chosen_pairs(spark, scores, guard, selection, cfg.selection.token_sides)
+        pick = picked(spark, scores, guard, selection, cfg.selection.token_sides)
         pairs = inputs["pairs_train"].kept(spark)
         if "embedding" in pairs.columns:
             pairs = pairs.drop("embedding")
-        df = pairs.join(chosen.select("pair_id", "cluster", "selection_rank", "target_distance"), "pair_id")
-        write_pairs(df, cfg, join(tmp, SELECTED))
-        rows = verify_output(spark, cfg, join(tmp, SELECTED), expected)
-        tokens = 0
-        if "tokens_src" in chosen.columns:
-            sides = {"src": "tokens_src", "tgt": "tokens_tgt"}.get(cfg.selection.token_sides)
-            measure = F.col(sides) if sides else F.col("tokens_src") + F.col("tokens_tgt")
-            tokens = int(chosen.agg(F.sum(measure)).first()[0] or 0)
+        chosen = scores.mapInPandas(pick, CHOSEN_SCHEMA)
+        upper = int(sum(selection.chosen_cluster_sizes))  # the chosen clusters' usable pairs
+        df = pairs.join(small(chosen, upper), "pair_id")
+        ranks = example_ranks(len(selection.chosen_clusters))
+        df, seen = observed(df, **written_figures(df, cfg.selection.token_sides,
+                                                  [selection.chosen_clusters[r] for r in ranks]))
+        write_pairs(df.drop("tokens_src", "tokens_tgt"), cfg, join(tmp, SELECTED))
+        figures = seen.get
+        if pick.expected is not None and figures["rows"] != pick.expected:
+            raise RuntimeError(f"wrote {figures['rows']} pairs, the selection holds {pick.expected}")
+        rows = verify_output(spark, cfg, join(tmp, SELECTED), figures)
         moves = [(SELECTED, join(out, SELECTED))]
-        result = WriteResult(rows_out=rows, uri=join(cfg.output, SELECTED), tokens_out=tokens)
+        result = WriteResult(rows_out=rows, uri=join(cfg.output, SELECTED), tokens_out=int(figures["tokens"] or 0),
+                             examples=examples(figures, selection, ranks))
         if guard.active:
             dups = scores.filter(F.col("duplicate").isNotNull()).select("pair_id", "cluster", "duplicate", "max_cosine")
-            dups.join(pairs.select("pair_id", *[c for c in ("src", "tgt") if c in pairs.columns]), "pair_id", "left") \
-                .write.parquet(join(tmp, EXCLUDED))
+            texts = pairs.select("pair_id", *[c for c in ("src", "tgt") if c in pairs.columns])
+            small(dups, guard.excluded).join(texts, "pair_id").write.parquet(join(tmp, EXCLUDED))
             moves.append((EXCLUDED, join(out, EXCLUDED)))
             result.excluded_uri = join(cfg.output, EXCLUDED)
         else:
             fs.delete(join(out, EXCLUDED))  # a former run's list would be wrong now
         if cfg.selection.write_scores:
-            ranks = chosen.select("pair_id", "selection_rank")
-            scores.join(ranks, "pair_id", "left").select(
-                "pair_id", "cluster", "selection_rank", "target_distance", "max_cosine", "duplicate") \
-                .write.parquet(join(tmp, SCORES))
+            ranked = scores.mapInPandas(pick.every_row(), SCORES_SCHEMA)
+            ranked.write.parquet(join(tmp, SCORES))
             moves.append((SCORES, join(out, SCORES)))
             result.scores_uri = join(cfg.output, SCORES)
         else:
@@ -104,29 +112,132 @@ class WriteStage(Stage[WriteResult]):
         return result
 
 
-def chosen_pairs(spark, scores, guard, selection, token_sides: str):
-    """The selected pool pairs [pair_id, cluster, selection_rank, target_distance, tokens_*] and
-    how many they are: every usable pair of the chosen clusters but the last one's beyond the
-    budget (its pairs nearest the target first, ties by pair id)."""
-    picked = spark.createDataFrame([(int(c), i) for i, c in enumerate(selection.chosen_clusters)],
-                                   "cluster int, selection_rank int")
-    usable = scores.filter(F.col("duplicate").isNull()) if guard.active else scores
-    chosen = usable.join(F.broadcast(picked), "cluster")
+# the selected pool pairs' scores, and every pool pair's as --write-scores writes them
+CHOSEN_SCHEMA = ("pair_id long, cluster int, selection_rank int, target_distance double, tokens_src int, "
+                 "tokens_tgt int")
+SCORES_SCHEMA = ("pair_id long, cluster int, selection_rank int, target_distance double, max_cosine double, "
+                 "duplicate string")
+BROADCAST_ROWS = 1_000_000  # a side of at most this many rows is sent to every task instead of shuffling the pool
+
+
+def small(df, rows: int):
+    """``df`` marked for a broadcast join when it has at most BROADCAST_ROWS rows: the pool's
+    pairs are then joined where they lie, never shuffled."""
+    return F.broadcast(df) if rows <= BROADCAST_ROWS else df
+
+
+@dataclass
+class Picked:
+    """mapInPandas body over the guard's scores: the pairs of the chosen clusters with their
+    selection rank (the last cluster cut to the budget: only the pair ids in ``last_kept``)."""
+
+    rank_of: np.ndarray  # [K] selection rank of each cluster, -1 when not chosen
+    active: bool  # duplicates are kept out
+    last: Optional[int] = None  # the cut cluster
+    last_kept: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    expected: Optional[int] = None  # pairs selected, when known before writing
+    all_rows: bool = False  # every pool pair, selection_rank null where not selected
+
+    def every_row(self) -> "Picked":
+        return dataclasses.replace(self, all_rows=True)
+
+    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for pdf in batches:
+            rank = self.rank_of[pdf["cluster"].to_numpy()]
+            keep = rank >= 0
+            if self.active:
+                keep &= pdf["duplicate"].isna().to_numpy()
+            if self.last is not None:
+                cut = pdf["cluster"].to_numpy() == self.last
+                keep &= ~cut | np.isin(pdf["pair_id"].to_numpy(), self.last_kept)
+            if self.all_rows:
+                out = pdf[["pair_id", "cluster", "target_distance", "max_cosine", "duplicate"]].copy()
+                out.insert(2, "selection_rank", pd.array(np.where(keep, rank, 0), dtype="Int32"))
+                out.loc[~keep, "selection_rank"] = pd.NA
+                yield out
+            else:
+                out = pdf.loc[keep, ["pair_id", "cluster", "target_distance", "tokens_src", "tokens_tgt"]]
+                out.insert(2, "selection_rank", rank[keep].astype(np.int32))
+                yield out
+
+
+def picked(spark, scores, guard, selection, token_sides: str) -> Picked:
+    """Which pool pairs are selected: every usable pair of the chosen clusters but the last
+    one's beyond the budget. That cluster's pairs are taken nearest the target first (ties by
+    pair id): to a pair budget, the first ``keep``; to a token budget, each pair that still fits,
+    in that order (a long pair is passed over, shorter ones after it may fit). Its rows come to
+    the driver (one cluster) to decide."""
+    k = len(guard.sizes)
+    rank_of = np.full(k, -1, np.int64)
+    rank_of[np.asarray(selection.chosen_clusters, dtype=np.int64)] = np.arange(len(selection.chosen_clusters))
     cut = selection.cut
     if not cut:
-        return chosen, int(sum(selection.chosen_cluster_sizes))
-    nearest = Window.partitionBy("cluster").orderBy("target_distance", "pair_id")
+        return Picked(rank_of, guard.active, expected=int(sum(selection.chosen_cluster_sizes)))
+    usable = scores.filter(F.col("duplicate").isNull()) if guard.active else scores
+    rows = usable.filter(F.col("cluster") == cut["cluster"]) \
+        .select("pair_id", "target_distance", "tokens_src", "tokens_tgt").toPandas() \
+        .sort_values(["target_distance", "pair_id"], kind="stable")
     if cut["unit"] == "pairs":
-        measure = F.row_number().over(nearest)
+        size = np.ones(len(rows), np.int64)
     else:
-        sides = {"src": F.col("tokens_src"), "tgt": F.col("tokens_tgt")}.get(token_sides,
-                                                                             F.col("tokens_src") + F.col("tokens_tgt"))
-        measure = F.sum(sides).over(nearest.rowsBetween(Window.unboundedPreceding, Window.currentRow))
-    last = chosen.filter(F.col("cluster") == cut["cluster"]).withColumn("_upto", measure) \
-        .filter(F.col("_upto") <= cut["keep"]).drop("_upto")
-    kept_last = last.count()
-    full = sum(selection.chosen_cluster_sizes[:-1])
-    return chosen.filter(F.col("cluster") != cut["cluster"]).unionByName(last), int(full + kept_last)
+        size = {"src": rows["tokens_src"], "tgt": rows["tokens_tgt"]}.get(
+            token_sides, rows["tokens_src"] + rows["tokens_tgt"]).to_numpy()
+    kept = rows["pair_id"].to_numpy()[fitting(size, cut["keep"])]
+    full = int(sum(selection.chosen_cluster_sizes[:-1]))
+    if full == 0 and len(kept) == 0:
+        shortest = int(size.min()) if len(rows) else 0
+        raise UserError(f"selection.budget_{cut['unit']}: {cut['keep']:g} {cut['unit']} fit no pair of the cluster GIO chose first "
+                        f"(its shortest pair has {shortest} tokens); raise the budget")
+    return Picked(rank_of, guard.active, cut["cluster"], np.sort(kept).astype(np.int64), expected=full + len(kept))
+
+
+def fitting(sizes: np.ndarray, budget: float) -> np.ndarray:
+    """Which items, taken in order, fit in ``budget``: each one that still fits is taken."""
+    keep = np.zeros(len(sizes), bool)
+    left = budget
+    for i, size in enumerate(sizes):
+        if size <= left:
+            keep[i] = True
+            left -= size
+    return keep
+
+
+def written_figures(df, token_sides: str, clusters: list) -> dict:
+    """What the write of the selected pairs counts as it goes: rows, tokens, a hash of the pair
+    ids (checked against the files read back), and two example pairs of each given cluster."""
+    tokens = {"src": F.col("tokens_src"), "tgt": F.col("tokens_tgt")}.get(token_sides,
+                                                                          F.col("tokens_src") + F.col("tokens_tgt"))
+    out = {"rows": F.count(F.lit(1)), "tokens": F.sum(tokens), "ids": id_hash_sum()}
+    texts = [c for c in ("src", "tgt") if c in df.columns]
+    order = F.xxhash64("pair_id")
+    for c in dict.fromkeys(clusters):
+        mine = F.when(F.col("cluster") == int(c), order)
+        for i, pick in enumerate((F.min_by, F.max_by)):
+            for col in ("pair_id", *texts):
+                out[f"example_{c}_{i}_{col}"] = pick(F.col(col), mine)
+    return out
+
+
+def id_hash_sum():
+    """Sum of a 64-bit hash of each pair id: a different set of ids (a row lost, repeated or
+    swapped) gives another sum."""
+    return F.sum(F.xxhash64("pair_id").cast("decimal(38,0)"))
+
+
+def examples(figures: dict, selection, ranks: list[int]) -> list[dict]:
+    """Two written pairs (one if that is all) of each chosen cluster at ``ranks``, by pair id."""
+    out = []
+    for r in ranks:
+        c = selection.chosen_clusters[r]
+        found = {}
+        for i in (0, 1):
+            pid = figures.get(f"example_{c}_{i}_pair_id")
+            if pid is not None:
+                found[int(pid)] = {"pair_id": int(pid), **{col: figures[f"example_{c}_{i}_{col}"] for col in ("src", "tgt")
+                                                            if f"example_{c}_{i}_{col}" in figures}}
+        out.append({"rank": r + 1, "cluster": int(c), "pairs": int(selection.chosen_cluster_sizes[r]),
+                    "examples": [found[p] for p in sorted(found)]})
+    return out
 
 
 def write_pairs(df, cfg, uri: str) -> None:
@@ -140,25 +251,33 @@ def write_pairs(df, cfg, uri: str) -> None:
         one.select("tgt").write.text(join(uri, cfg.tgt_lang))
 
 
-def verify_output(spark, cfg, uri: str, expected: int) -> int:
-    """Read the written pairs back and count them on every side; anything but ``expected`` rows
-    (distinct pair ids for Parquet and TSV, lines in both files for text) is an error."""
+def verify_output(spark, cfg, uri: str, written: dict) -> int:
+    """Read the written pairs back and count them on every side (one job): anything but the
+    rows the write counted (and, for Parquet and TSV, the same pair ids by their hash sum and no
+    malformed row; for text, that many lines in both files) is an error."""
+    expected = int(written["rows"])
     if cfg.output_format == "text":
-        found = {lang: spark.read.option("lineSep", "\n").text(escape_glob(join(uri, lang))).count()
-                 for lang in (cfg.src_lang, cfg.tgt_lang)}
+        back = spark.read.option("lineSep", "\n").text([escape_glob(join(uri, lang)) for lang in (cfg.src_lang,
+                                                                                               cfg.tgt_lang)])
+        path = F.col("_metadata.file_path")
+        back, seen = observed(back, **{lang: F.count_if(path.contains(f"/{lang}/"))
+                                       for lang in (cfg.src_lang, cfg.tgt_lang)})
+        back.write.format("noop").mode("overwrite").save()
+        found = seen.get
         if set(found.values()) != {expected}:
-            raise RuntimeError(f"wrote {found} lines, the chosen clusters hold {expected} pairs")
+            raise RuntimeError(f"wrote {found} lines, the selection holds {expected} pairs")
         return expected
     if cfg.output_format == "tsv":
         # a fourth column catches a row with too many fields (the reader drops extra ones silently)
         back = spark.read.schema("pair_id long, src string, tgt string, _extra string").options(**TSV_OPTIONS).csv(escape_glob(uri))
         bad = F.col("pair_id").isNull() | F.col("src").isNull() | F.col("tgt").isNull() | F.col("_extra").isNotNull()
     else:
-        back = spark.read.parquet(escape_glob(uri))
+        back = spark.read.schema("pair_id long").parquet(escape_glob(uri))
         bad = F.col("pair_id").isNull()
-    row = back.agg(F.count("*").alias("rows"), F.countDistinct("pair_id").alias("ids"),
-                   F.sum(bad.cast("int")).alias("bad")).first()
-    if not row["rows"] == row["ids"] == expected or row["bad"]:
-        raise RuntimeError(f"wrote {row['rows']} rows ({row['ids']} distinct pair ids, {row['bad'] or 0} "
-                           f"malformed), the chosen clusters hold {expected} pairs")
+    back, seen = observed(back, rows=F.count(F.lit(1)), ids=id_hash_sum(), bad=F.count_if(bad))
+    back.write.format("noop").mode("overwrite").save()
+    found = seen.get
+    if found["rows"] != expected or found["ids"] != written["ids"] or found["bad"]:
+        raise RuntimeError(f"read back {found['rows']} rows ({found['bad']} malformed{'' if found['ids'] == written['ids'] else ', other pair ids'}) "
+                           f"of the {expected} pairs written")
     return expected

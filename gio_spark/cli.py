@@ -137,17 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     import signal
 
-    from .job.session import Stopped
+    from .job.session import Stopped, spark_log_note, spark_log_size
     from .logs import configure
 
     parser = build_parser()
     args = parser.parse_args(argv)
     configure(verbose=args.verbose)
+    logged = spark_log_size()
     try:
         return int(args.func(args) or 0)
     except (UserError, ValueError) as exc:
         message = " ".join(str(exc).split("\n"))
-        print(f"gio-spark: error: {message}", file=sys.stderr)
+        print(f"gio-spark: error: {message}{spark_log_note(logged)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Stopped) as exc:
         term = isinstance(exc, Stopped) and exc.signum == signal.SIGTERM

@@ -84,6 +84,8 @@ def test_target_duplicates_in_the_pool_are_never_selected(spark, inputs, tmp_pat
     m = run_job(job(tmp_path / "guarded", dirty, target, selection={"budget_pairs": 60}), spark)
     out = selected(tmp_path / "guarded" / "out")
     assert not set(out.pair_id) & set(range(first_planted, first_planted + len(planted)))
+    for e in m["summary"]["examples"]:  # shown pairs are written pairs: none the guard kept out or the budget cut
+        assert e["examples"] and {p["pair_id"] for p in e["examples"]} <= set(out.pair_id)
     found = m["target_duplicates"]
     assert found["excluded"] >= len(planted) and found["active"]
     assert found["duplicates"].get("exact_duplicate", 0) >= 16 and found["duplicates"].get("one_word_edit", 0) >= 1

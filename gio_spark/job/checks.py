@@ -1,6 +1,7 @@
 """What the job checks before any embedding work, each failure one line: where the output may go, that the inputs exist, and what the read counts already rule out."""
 from __future__ import annotations
 
+import uuid
 from typing import Mapping
 
 from ..errors import UserError
@@ -53,6 +54,16 @@ def check_output_location(fs: FileSystem, uri: str) -> None:
             return
 
 
+def check_writable(fs: FileSystem, uri: str) -> None:
+    """A folder the run must write to (a shared stages dir) takes a file, or one line says why."""
+    probe = join(uri, f"_probe-{uuid.uuid4().hex[:8]}")
+    try:
+        fs.write_bytes(probe, b"")
+        fs.delete(probe)
+    except UserError as exc:
+        raise UserError(f"stages_dir {shown(uri)} is not writable ({exc})") from None
+
+
 def check_inputs_exist(fs: FileSystem, cfg: JobConfig) -> None:
     """Fail before any Spark job when an input path matches nothing."""
     for side in ("train", "target"):
@@ -83,6 +94,10 @@ def check_counts(cfg: JobConfig, reads: Mapping[str, object]) -> None:
         if budget[1] > have:
             raise UserError(f"selection.budget_tokens={budget[1]} is more than the pool's {have} tokens "
                             f"({cfg.selection.token_sides} sides of its usable pairs)")
+        shortest = reads["train"].shortest.get(cfg.selection.token_sides)
+        if shortest is not None and budget[1] < shortest:
+            raise UserError(f"selection.budget_tokens={budget[1]} is less than the shortest usable pool pair "
+                            f"({shortest} tokens, {cfg.selection.token_sides} sides): no pair fits")
     dims = {side: reads[side].dim for side in ("train", "target")}
     if None not in dims.values() and dims["train"] != dims["target"]:
         raise UserError(f"train vectors have dimension {dims['train']} but target vectors {dims['target']}")

@@ -165,14 +165,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=1))
         return 0
-    from .embed import check_model_available
+    from .embed import check_embedding
     from .fs import FileSystem
     from .pipeline import run_job
     from .readers import reader_for
     from .session import get_spark, interrupts_handled
 
     if not reader_for(cfg.train.format).embedded:
-        check_model_available(cfg.embedding.model)  # before Spark starts
+        check_embedding(cfg.embedding)  # before Spark starts
     spark = get_spark(cfg.spark_master)
     with interrupts_handled(spark):
         if getattr(args, "demo", False):

@@ -20,7 +20,7 @@ from pydantic.dataclasses import dataclass
 from ..errors import UserError
 from ..gio.config import GIOConfig
 from ..validation import Flag, choices, describe, field_types
-from .uri import check_no_credentials
+from .uri import check_no_credentials, plain
 
 InputFormat = Literal["text", "tsv", "parquet", "hf", "vectors"]
 OutputFormat = Literal["parquet", "tsv", "text"]
@@ -43,6 +43,7 @@ ENGLISH_ONLY_MODELS = frozenset(
 )
 
 Text = Annotated[str, Field(min_length=1)]
+Uri = Annotated[str, Field(min_length=1), AfterValidator(plain)]  # one spelling per location: "out/" is "out"
 Count = Annotated[int, Field(ge=1)]
 SECTION = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -71,7 +72,7 @@ class InputConfig:
     (pair_id, src, tgt) and off otherwise.
     """
 
-    path: Text
+    path: Uri
     format: InputFormat = "text"
     src_col: str = "src"
     tgt_col: str = "tgt"
@@ -162,7 +163,7 @@ class JobConfig:
     target: InputConfig
     src_lang: Text = "en"
     tgt_lang: Text = "de"
-    output: Text
+    output: Uri
     output_format: OutputFormat = "parquet"
     if_exists: IfExists = "fail"
     # a _LOCK whose heartbeat (renewed every minute) is older (or whose process is gone on this
@@ -170,7 +171,7 @@ class JobConfig:
     lock_stale_minutes: Annotated[float, Field(gt=1)] = 10.0
     # where stage results are kept; another run (another target, another output) with the same
     # stages_dir reuses the pool's stages; default: <output>/_stages
-    stages_dir: Optional[Text] = None
+    stages_dir: Optional[Uri] = None
     allow_undecodable: Flag = False
     embedding: EmbeddingConfig = dataclasses.field(default_factory=EmbeddingConfig)
     quantize: QuantizeConfig = dataclasses.field(default_factory=QuantizeConfig)

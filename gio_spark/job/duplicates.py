@@ -1,5 +1,5 @@
-"""Which pool texts duplicate a target text: the same after case and white space are
-normalised, or, for texts of at least ``MIN_EDIT_WORDS`` words, one word away (one word
+"""Which pool texts duplicate a target text: the same after Unicode forms, case and white
+space are normalised, or, for texts of at least ``MIN_EDIT_WORDS`` words, one word away (one word
 replaced, added or dropped). Pure Python, used inside Spark tasks and by the benchmark.
 
 One-word edits are found without comparing every pair (symmetric deletion): a text of L words
@@ -10,6 +10,7 @@ shorter one. Keys are stable 8-byte hashes, the same in every process.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
@@ -20,9 +21,21 @@ ONE_WORD = "one_word_edit"
 NEAR = "near_embedding"
 
 
+# characters that show nothing: a copy with one of them inside a word is still the same text
+INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u2060\ufeff"))
+
+
+def normalised(text: Optional[str]) -> str:
+    """The text as the guard compares it: Unicode compatibility forms folded (NFKC: full-width
+    letters, ligatures, no-break spaces, composed and decomposed accents), invisible characters
+    dropped, case folded."""
+    plain = unicodedata.normalize("NFKC", (text or "").translate(INVISIBLE))
+    return unicodedata.normalize("NFKC", plain.casefold())
+
+
 def words(text: Optional[str]) -> list[str]:
-    """The text's words, lower-cased, split on any white space."""
-    return (text or "").casefold().split()
+    """The text's words, normalised, split on any white space."""
+    return normalised(text).split()
 
 
 def _key(parts: Iterable[str], tag: str = "") -> int:

@@ -43,6 +43,14 @@ def resolve_model(name: str) -> str:
     return name
 
 
+def check_embedding(embedding: EmbeddingConfig) -> None:
+    """On the driver, before any Spark work: the model resolves and, for static vectors, its
+    tokenizer file loads."""
+    check_model_available(embedding.model)
+    if embedding.method == "static":
+        static_tokenizer(embedding.model, embedding.max_seq_length)
+
+
 def check_model_available(name: str) -> None:
     """On the driver, before any Spark work: sentence-transformers is importable and the model
     resolves (a local folder, an installed model package, a hub name in the local cache, or a
@@ -373,7 +381,10 @@ def static_tokenizer(name: str, max_seq_length: Optional[int] = None):
                             f"{name!r} has none{f' in {folder}' if folder.is_dir() else ' (not a local model)'}")
         from tokenizers import Tokenizer
 
-        tok = Tokenizer.from_file(str(path))
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as exc:  # the tokenizers library raises its own plain Exception
+            raise UserError(f"cannot load {path}: {str(exc).splitlines()[0]} (is the file truncated?)") from None
         tok.no_padding()
         tok.enable_truncation(max_seq_length or _model_max_length(folder))
         _TOKENIZERS[key] = tok

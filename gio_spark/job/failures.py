@@ -53,7 +53,8 @@ _KINDS = (
                 r"SocketTimeoutException|Unable to execute HTTP request|Connection refused", re.I), "unreachable"),
     (re.compile(r"No space left on device|DiskOutOfSpace|QuotaExceeded", re.I), "full"),
     (re.compile(r"Read-only file system", re.I), "read_only"),
-    (re.compile(r"AccessDenied|AccessControlException|Permission denied|\b403\b", re.I), "denied"),
+    (re.compile(r"AccessDenied|AccessControlException|Permission denied|Operation not permitted|\b403\b", re.I),
+     "denied"),
     (re.compile(r"NoAuthWithAWS|Unable to load AWS credentials|NoCredentials|No AWS Credentials", re.I), "credentials"),
     (re.compile(r"Illegal file pattern", re.I), "bad_glob"),
 )

@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 from ..errors import UserError
-from .checks import check_counts, check_inputs_exist, check_locations
+from .checks import check_counts, check_inputs_exist, check_locations, check_writable
 from .config import JobConfig, config_changes, language_warning
-from .embed import check_model_available, static_tokenizer
+from .embed import check_embedding
 from .fs import FileSystem
 from .lock import OutputLock
 from .manifest import build_manifest
@@ -61,14 +61,14 @@ def run_job(cfg: JobConfig, spark=None, force_unlock: bool = False) -> dict[str,
     if warning:
         log.warning(warning)
     if not reader_for(cfg.train.format).embedded:
-        check_model_available(cfg.embedding.model)
-        if cfg.embedding.method == "static":
-            static_tokenizer(cfg.embedding.model, cfg.embedding.max_seq_length)  # its tokenizer.json, or a clear error
+        check_embedding(cfg.embedding)
     if spark is None:
         spark = get_spark(cfg.spark_master)
     fs = FileSystem(spark)
     warn_local_paths(spark, [cfg.train.path, cfg.target.path, cfg.output])
     check_locations(fs, cfg)
+    if cfg.stages_dir is not None:
+        check_writable(fs, cfg.stages_dir)
     runner = Runner(Context(spark, fs, cfg), store(fs, cfg))
     if fs.exists(join(cfg.output, SUCCESS)) and cfg.if_exists != "overwrite":
         return complete_run(runner)

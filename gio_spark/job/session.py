@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -34,6 +35,8 @@ LOCAL_CONF = {
 }
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+# where a session of the package's own logs Spark's warnings and errors with their stack traces
+SPARK_LOG = Path(tempfile.gettempdir()) / f"gio-spark-spark-{os.getpid()}.log"
 # environment variables that show this Python process was started by a Spark launcher
 # (spark-submit, pyspark, Databricks) whose JVM and settings already exist
 LAUNCHER_ENV = ("PYSPARK_GATEWAY_PORT", "DATABRICKS_RUNTIME_VERSION")
@@ -114,7 +117,8 @@ def local_session(master: Optional[str] = None, app_name: str = "gio-spark", ext
     builder = SparkSession.builder.appName(app_name).master(master)
     conf = dict(LOCAL_CONF)
     # quiet from the JVM's first line (the log4j banner, native-hadoop and BLAS warnings)
-    conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"
+    conf["spark.driver.extraJavaOptions"] = (f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()} "
+                                             f"-Dgio.spark.log={SPARK_LOG}")
     jars = os.environ.get("GIO_SPARK_JARS")
     if jars:
         conf["spark.jars"] = jars
@@ -209,6 +213,17 @@ def in_new_thread(fn, timeout_s: float = 60.0):
     return out.get("value")
 
 
+def wait_for_tasks(spark, timeout_s: float = 20.0) -> None:
+    """Wait until no Spark job is active and no executor runs a task (cancelled ones take a moment)."""
+    import time
+
+    tracker = spark.sparkContext._jsc.sc().statusTracker()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (len(tracker.getActiveJobIds()) or
+                                           any(e.numRunningTasks() for e in tracker.getExecutorInfos())):
+        time.sleep(0.1)
+
+
 class Stopped(BaseException):
     """Ctrl-C (SIGINT) or SIGTERM (what YARN, Airflow and ``timeout`` send) while the job ran."""
 
@@ -235,6 +250,7 @@ def interrupts_handled(spark) -> Iterator[None]:
             logging.getLogger(name).setLevel(logging.CRITICAL)
         try:
             in_new_thread(spark.sparkContext.cancelAllJobs, timeout_s=30)
+            in_new_thread(lambda: wait_for_tasks(spark), timeout_s=30)  # their last log lines come before ours
             client = spark.sparkContext._gateway._gateway_client
             connection = client.get_thread_connection() if hasattr(client, "get_thread_connection") else None
             if connection is not None:
@@ -249,3 +265,24 @@ def interrupts_handled(spark) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def spark_log_size() -> int:
+    """How much the package's own session has logged to SPARK_LOG so far."""
+    try:
+        return SPARK_LOG.stat().st_size
+    except OSError:
+        return 0
+
+
+def spark_log_note(since: int = 0) -> str:
+    """Where Spark's errors and their stack traces went, when the package's own session logged
+    any after ``since`` (a spark_log_size)."""
+    try:
+        with open(SPARK_LOG, "rb") as fh:
+            fh.seek(since)
+            if b" ERROR " in fh.read():
+                return f" (Spark's log, with its stack traces: {SPARK_LOG})"
+    except OSError:
+        pass
+    return ""

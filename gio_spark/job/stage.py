@@ -207,19 +207,56 @@ class StageStore:
         return join(self.root, name, key)
 
     def load(self, stage: Stage, key: str) -> Optional[tuple[Result, str]]:
-        """The published result of ``stage`` with ``key`` and its folder, or None."""
+        """The published result of ``stage`` with ``key`` and its folder, or None. A result whose
+        files are not all there as they were written (a file deleted, truncated or added since)
+        is never read in part: the stage is computed again."""
         marker = join(self._dir(stage.name, key), MARKER)
         if not self.fs.exists(marker):
             return None
         try:
             saved = json.loads(self.fs.read_text(marker))
             folder = join(self._dir(stage.name, key), saved["attempt"])
-            return stage.result.load(self.fs, folder, saved["result"]), folder
+            damage = self._damage(folder, saved["files"])
+            if damage is None:
+                return stage.result.load(self.fs, folder, saved["result"]), folder
+            log.warning("stage %s: its stored result %s is damaged (%s); computing the stage again", stage.name,
+                        redact(folder), damage)
+            self._discard(marker, saved["attempt"], folder)
+            return None
         except (ValueError, KeyError, TypeError, UserError) as exc:
             log.warning("stage %s: %s is unreadable (%s); computing the stage again", stage.name, redact(marker),
                         str(exc).splitlines()[0])
             self.fs.delete(marker)
             return None
+
+    def _files(self, folder: str) -> dict[str, int]:
+        """Size of every file below ``folder`` (hidden ones left out), by path relative to it."""
+        base = self.fs.info(folder).path.rstrip("/") + "/"
+        return {f.path[len(base):]: f.size for f in self.fs.files_under(folder)}
+
+    def _damage(self, folder: str, written: dict[str, int]) -> Optional[str]:
+        """What differs between the files a published stage wrote and what is there now."""
+        if not written:  # a result held in its marker alone
+            return None
+        if not self.fs.exists(folder):
+            return "its folder is gone"
+        found = self._files(folder)
+        missing = sorted(set(written) - set(found))
+        resized = sorted(p for p in set(written) & set(found) if written[p] != found[p])
+        added = sorted(set(found) - set(written))
+        problems = [f"{len(paths)} {what}, e.g. {paths[0]}" for what, paths in
+                    (("missing", missing), ("of another size", resized), ("added", added)) if paths]
+        return f"of {len(written)} files: {'; '.join(problems)}" if problems else None
+
+    def _discard(self, marker: str, attempt: str, folder: str) -> None:
+        """Remove a damaged result: its marker (unless another run has published anew) and files."""
+        try:
+            current = json.loads(self.fs.read_text(marker)).get("attempt")
+        except (ValueError, UserError):  # gone or unreadable: it points at nothing usable either
+            current = attempt
+        if current == attempt:
+            self.fs.delete(marker)
+        self.fs.delete(folder)
 
     def begin(self, name: str, key: str) -> str:
         """A fresh folder for one attempt at computing the stage."""
@@ -230,8 +267,9 @@ class StageStore:
         the same key first, its result is used and this attempt's files are removed."""
         values = result.save(self.fs, folder)
         marker = join(self._dir(stage.name, key), MARKER)
+        files = self._files(folder) if self.fs.exists(folder) else {}
         payload = {"stage": stage.name, "key": key, "attempt": folder.rsplit("/", 1)[-1], "result": values,
-                   "seconds": round(seconds, 3), "version": __version__, "published": time.time()}
+                   "files": files, "seconds": round(seconds, 3), "version": __version__, "published": time.time()}
         if not self.fs.create_exclusive(marker, json.dumps(payload, default=_plain).encode()):
             log.info("stage %s: another run published it first; using that result", stage.name)
             self.fs.delete(folder)
@@ -250,10 +288,10 @@ class StageStore:
 
 
 def _writing(exc: BaseException, folder: Optional[str]) -> bool:
-    """Whether a stage's failure happened writing its own files (a full disk, a read-only folder)."""
+    """Whether a stage's failure happened writing files (a full disk, a read-only folder)."""
     text = str(exc)
-    return folder is not None and ("TASK_WRITE_FAILED" in text or "while writing rows" in text
-                                   or folder.rsplit("/", 1)[-1] in text)
+    return ("TASK_WRITE_FAILED" in text or "while writing rows" in text
+            or (folder is not None and folder.rsplit("/", 1)[-1] in text))
 
 
 @dataclass
@@ -298,7 +336,8 @@ class Runner:
         except UserError:
             raise
         except Exception as exc:
-            error = stage.explain(exc) or (failures.explain(exc, folder, "write") if _writing(exc, folder) else None)
+            where = folder or self.ctx.cfg.output  # a stage that is not reusable writes the run's output
+            error = stage.explain(exc) or (failures.explain(exc, where, "write") if _writing(exc, folder) else None)
             if error is None:
                 raise
             raise error from exc

@@ -21,6 +21,13 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
+def plain(uri: str) -> str:
+    """The same location written one way: without trailing slashes (``out/`` is ``out``); a
+    root (``/``, ``s3://``, ``file:///``) stays as it is."""
+    stripped = uri.rstrip("/")
+    return uri if not stripped or stripped.endswith(":") else stripped
+
+
 def scheme(uri: str) -> str:
     return urlparse(uri).scheme.lower()
 

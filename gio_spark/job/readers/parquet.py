@@ -12,7 +12,7 @@ from ...errors import UserError
 from ..config import InputConfig
 from ..fs import FileInfo, FileSystem
 from ..uri import has_glob, shown, static_prefix
-from .base import (UNMATCHED_FILE, InputFiles, RawPairs, Reader, blank, check_user_columns, glob_hint, pair_id,
+from .base import (EMPTY_PAIR, NULL_PAIR, UNMATCHED_FILE, InputFiles, RawPairs, Reader, blank, check_user_columns, glob_hint, pair_id,
                    resolve, skip_reason, spark_paths)
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -59,6 +59,13 @@ def _partition_base(fs: FileSystem, path: str, files: list[FileInfo], name: str)
     return root.rstrip("/")
 
 
+def text_type(kind: T.DataType, what: str, inp: InputConfig, name: str) -> None:
+    """Text columns must hold strings: anything else (a struct, a number, an array) would be
+    cast to some text and embedded without a word."""
+    if not isinstance(kind, T.StringType):
+        raise UserError(f"{name}: {what} of {shown(inp.path)} is {kind.simpleString()}, expected a string column")
+
+
 class ParquetReader(Reader):
     format = "parquet"
 
@@ -70,6 +77,7 @@ class ParquetReader(Reader):
         for c in (inp.src_col, inp.tgt_col):
             if c not in df.columns:
                 raise UserError(f"{name}: no column {c!r} in {shown(inp.path)} (columns: {', '.join(df.columns)})")
+            text_type(df.schema[c].dataType, f"column {c!r}", inp, name)
         return F.col(inp.src_col), F.col(inp.tgt_col), (inp.src_col, inp.tgt_col)
 
     def read(self, spark, fs: FileSystem, inp: InputConfig, src_lang: str, tgt_lang: str, name: str,
@@ -85,12 +93,12 @@ class ParquetReader(Reader):
         df = raw.select("*", spark_file.alias("_gio_file"), F.col("_metadata.row_index").alias("_gio_row"))
         df = df.join(F.broadcast(mapping), "_gio_file", "left")
         df = df.select(
-            pair_id("_gio_ordinal", "_gio_row"), src.cast("string").alias("src"), tgt.cast("string").alias("tgt"),
+            pair_id("_gio_ordinal", "_gio_row"), src.alias("src"), tgt.alias("tgt"),
             *[F.col(f"`{c}`") for c in extra],
             skip_reason(
                 (F.col("_gio_ordinal").isNull(), UNMATCHED_FILE),
-                (src.isNull() | tgt.isNull(), "null_pair"),
-                (blank(src.cast("string")) | blank(tgt.cast("string")), "empty_pair"),
+                (src.isNull() | tgt.isNull(), NULL_PAIR),
+                (blank(src) | blank(tgt), EMPTY_PAIR),
             ),
         )
         return RawPairs(df, files, "row", rows=raw.count())  # from file footers
@@ -111,4 +119,5 @@ class HFReader(ParquetReader):
         for lang in (src_lang, tgt_lang):
             if lang not in fields:
                 raise UserError(f"{name}: {col!r} has no field {lang!r} (fields: {', '.join(fields)})")
+            text_type(field_type[lang].dataType, f"field {col}.{lang}", inp, name)
         return F.col(f"`{col}`.`{src_lang}`"), F.col(f"`{col}`.`{tgt_lang}`"), ()

@@ -61,6 +61,10 @@ class SelectStage(Stage[SelectResult]):
                             f"least {cfg.gio.k + 1} (add target pairs or lower gio.k)")
         sizes = guard.sizes
         offered = np.flatnonzero(sizes > 0)  # clusters with usable pairs
+        if not len(offered):
+            raise UserError(f"the guard excluded every pool pair: all {guard.excluded} duplicate target pairs (is the "
+                            f"pool the target?); --keep-target-duplicates (selection.keep_target_duplicates) leaves "
+                            f"them in")
         unit = "clusters" if cfg.quantize.enabled else "pairs"
         log.info("select: GIO on %d pool %s against %d target %s, at most %d iterations (stop criterion: %s)%s",
                  len(offered), unit, len(goal), unit, cfg.gio.max_iter, cfg.gio.stop_criterion,
@@ -117,9 +121,11 @@ class SelectStage(Stage[SelectResult]):
         if result.stop_reason == "budget" and chosen:
             keep = int(round(amount - float(weights[:-1].sum())))
             cut = {"cluster": chosen[-1], "keep": keep, "unit": unit}
-        else:
-            log.warning("select: the budget of %g %s is more than the usable pool holds (%g); selecting all of it",
-                        amount, unit, reached)
+        else:  # the guard left less than the budget: all of it is selected, and the shortfall said
+            budget["shortfall"] = amount - reached
+            log.warning("select: the budget of %g %s is more than the usable pool holds (%g, after the guard kept "
+                        "target duplicates out); selecting all of it, %g %s short", amount, unit, reached,
+                        amount - reached, unit)
         if own is not None and own < len(chosen):
             log.info("select: GIO's own stop (%s) came after %d clusters, %d pairs (KL %.2f); the budget took it to "
                      "%d clusters (KL %.2f)", result.own_stop_reason, own, budget["gio_own_stop"]["pairs"],

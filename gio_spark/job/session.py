@@ -235,7 +235,8 @@ class Stopped(BaseException):
 @contextmanager
 def interrupts_handled(spark) -> Iterator[None]:
     """While inside, Ctrl-C and SIGTERM stop the run cleanly: the running Spark jobs are
-    cancelled, and the main thread's connection to the JVM, which the signal interrupted
+    cancelled and Spark's logging turned off (its shutdown would print errors after the
+    run's last line), and the main thread's connection to the JVM, which the signal interrupted
     mid-call, is closed so that the cleanup on the way out (lock, job tags) gets a fresh one;
     then Stopped is raised where the driver was. The handlers before are restored on the way out."""
     import signal
@@ -251,6 +252,7 @@ def interrupts_handled(spark) -> Iterator[None]:
         try:
             in_new_thread(spark.sparkContext.cancelAllJobs, timeout_s=30)
             in_new_thread(lambda: wait_for_tasks(spark), timeout_s=30)  # their last log lines come before ours
+            in_new_thread(lambda: spark.sparkContext.setLogLevel("OFF"), timeout_s=30)  # nor any after (shutdown)
             client = spark.sparkContext._gateway._gateway_client
             connection = client.get_thread_connection() if hasattr(client, "get_thread_connection") else None
             if connection is not None:

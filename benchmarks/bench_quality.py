@@ -14,6 +14,7 @@ vectors fitted to the model (embedding.method static) and prints both, with thei
     python benchmarks/bench_quality.py [--k 1500 | --pairs-per-cluster 70 23 7] [--per-domain 5000]
         [--domains EMEA ...] [--optimizers prev_opt jump exact] [--peers dsir random] [--budget-pairs N]
         [--methods model static]
+    python benchmarks/bench_quality.py --mixture EMEA=0.5,JRC-Acquis=0.5 --budget-pairs 5000
 """
 from __future__ import annotations
 
@@ -77,6 +78,88 @@ def dsir_select(work: Path, pool_ids: np.ndarray, pool_texts: list[str], target:
     return np.asarray(picked, dtype=np.int64)
 
 
+def dsir_mixture(work: Path, pool_ids: np.ndarray, pool_texts: list[str], weights: dict[str, float],
+                 n: int) -> np.ndarray:
+    """Pair ids DSIR picks for several targets at once (``target_proportions``)."""
+    from data_selection import HashedNgramDSIR
+
+    work.mkdir(parents=True, exist_ok=True)
+    raw = work / "pool.jsonl"
+    if not raw.exists():
+        raw.write_text("".join(json.dumps({"text": t, "id": int(i)}) + "\n" for i, t in zip(pool_ids, pool_texts)))
+    targets = []
+    for name in weights:
+        tgt = work / f"{name}.jsonl"
+        tgt.write_text("".join(json.dumps({"text": t}) + "\n" for t in
+                               (DATA / f"{name}.test.en").read_text(encoding="utf-8").splitlines()))
+        targets.append(str(tgt))
+    tag = "-".join(weights)
+    np.random.seed(0)
+    dsir = HashedNgramDSIR([str(raw)], targets, cache_dir=str(work / f"cache-mix-{tag}"), min_example_length=0,
+                           num_proc=1, separate_targets=True, target_proportions=list(weights.values()))
+    dsir.fit_importance_estimator(num_tokens_to_fit="auto")
+    dsir.compute_importance_weights()
+    out = work / f"out-mix-{tag}"
+    shutil.rmtree(out, ignore_errors=True)
+    dsir.resample(out_dir=str(out), num_to_sample=n, cache_dir=str(work / f"resample-mix-{tag}"))
+    picked = [json.loads(line)["id"] for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines() if line]
+    return np.asarray(picked, dtype=np.int64)
+
+
+def run_mixture(args, spark, work: Path) -> int:
+    """One run with named targets under one pair budget, beside a run per target at its share
+    and DSIR with the same target proportions: per target, the pairs from its domain."""
+    from gio_spark.gio.mixture import shares
+    from gio_spark.job.config import config_from_dict
+    from gio_spark.job.pipeline import run_job
+
+    weights = {k: float(v) for k, v in (item.split("=") for item in args.mixture.split(","))}
+    budget = args.budget_pairs
+    per_domain = args.per_domain[0]
+    pool_dir = work / f"pool-{per_domain}"
+    domain_of_file = write_pool(pool_dir, per_domain)
+    pool_ids, pool_texts = pool_rows(pool_dir)
+    domain = np.asarray([domain_of_file[i >> FILE_SHIFT] for i in pool_ids])
+    base = {"train": {"path": str(pool_dir / "*.train")}, "src_lang": "en", "tgt_lang": "de",
+            "if_exists": "overwrite", "stages_dir": str(work / "stages"), "embedding": {"model": args.model},
+            "quantize": {"k": args.k[0], "seed": 0},
+            "gio": {"k": 5, "grad_desc_iter": 50, "lr": 0.01, "max_iter": 3000, "stop_criterion": "increase"}}
+    t = time.perf_counter()
+    run_job(config_from_dict({**base, "output": str(work / "mix"), "selection": {"budget_pairs": budget},
+                              "targets": [{"name": n, "path": str(DATA / f"{n}.test"), "weight": w}
+                                          for n, w in weights.items()]}), spark, force_unlock=True)
+    mix_s = time.perf_counter() - t
+    mix = spark.read.parquet(str(work / "mix" / "selected")).select("pair_id", "target").toPandas()
+    of = dict(zip(pool_ids, domain))
+    rows = []
+    for name, share in zip(weights, shares(list(weights.values()), budget, whole=True)):
+        mine = mix[mix.target == name].pair_id.to_numpy()
+        run_job(config_from_dict({**base, "output": str(work / f"alone-{name}"), "target": {"path": str(DATA / f"{name}.test")},
+                                  "selection": {"budget_pairs": int(share)}}), spark, force_unlock=True)
+        alone = spark.read.parquet(str(work / f"alone-{name}" / "selected")).select("pair_id").toPandas().pair_id
+        rows.append({"target": name, "share": int(share), "mixture_pairs": len(mine),
+                     "mixture_precision": float(np.mean([of[i] == name for i in mine])) if len(mine) else 0.0,
+                     "alone_pairs": len(alone), "alone_precision": float(np.mean([of[i] == name for i in alone]))})
+    if "dsir" in args.peers:
+        picked = dsir_mixture(work / f"dsir-{per_domain}", pool_ids, pool_texts, weights, budget)
+        for row in rows:
+            row["dsir_pairs_from_domain"] = int(sum(of[i] == row["target"] for i in picked))
+    both = set(weights)
+    print(f"\nmixture {args.mixture}, budget {budget} pairs, pool {len(pool_ids):,}, k={args.k[0]}; mixture run "
+          f"{mix_s:.0f} s; pairs in two targets' selections: 0 by construction ({mix.pair_id.is_unique})")
+    print(f"{'target':14s} {'share':>6s} {'mix pairs':>9s} {'mix p':>6s} {'alone p':>8s}"
+          + (f" {'DSIR from domain':>17s}" if "dsir" in args.peers else ""))
+    for r in rows:
+        print(f"{r['target']:14s} {r['share']:6d} {r['mixture_pairs']:9d} {r['mixture_precision']:6.3f} "
+              f"{r['alone_precision']:8.3f}" + (f" {r['dsir_pairs_from_domain']:17d}" if "dsir" in args.peers else ""))
+    in_targets = float(np.mean([of[i] in both for i in mix.pair_id]))
+    print(f"share of the whole selection from the targets' domains: mixture {in_targets:.3f}"
+          + (f", DSIR {np.mean([of[i] in both for i in picked]):.3f}" if "dsir" in args.peers else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
 def score(ids: np.ndarray, domain_of_file: list[str], domain: str, in_domain: int) -> tuple[float, float]:
     hits = sum(1 for f in (ids >> FILE_SHIFT).astype(int) if domain_of_file[f] == domain)
     return hits / max(len(ids), 1), hits / in_domain
@@ -96,11 +179,16 @@ def main() -> int:
     ap.add_argument("--optimizers", nargs="*", default=["prev_opt"], choices=list(RUNS))
     ap.add_argument("--peers", nargs="*", default=["dsir", "random"], choices=["dsir", "random"])
     ap.add_argument("--budget-pairs", type=int, help="select exactly this many pairs (default: GIO's own stop)")
+    ap.add_argument("--mixture", metavar="DOMAIN=W,...",
+                    help="one run with these domains' test sets as named targets and weights, under --budget-pairs, "
+                         "beside a run per target at its share and DSIR with the same target proportions")
     ap.add_argument("--json", help="also write the table to this file")
     args = ap.parse_args()
     if not DATA.is_dir():
         print(f"skipped: shared data not found at {DATA}")
         return 0
+    if args.mixture and not args.budget_pairs:
+        ap.error("--mixture needs --budget-pairs")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     from gio_spark.job.config import config_from_dict
     from gio_spark.job.pipeline import run_job
@@ -108,6 +196,8 @@ def main() -> int:
 
     spark = get_spark()
     work = Path(args.work)
+    if args.mixture:
+        return run_mixture(args, spark, work)
     rows = []
     for per_domain in args.per_domain:
         pool_dir = work / f"pool-{per_domain}"

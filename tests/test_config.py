@@ -101,7 +101,9 @@ def test_json_config_and_precedence(tmp_path, capsys):
 
 def test_missing_inputs_name_the_key(capsys):
     assert main(["run", "--output", "o", "--print-config"]) == 2
-    assert "train.path is required; target.path is required" in capsys.readouterr().err
+    assert "train.path is required" in capsys.readouterr().err
+    assert main(["run", "--train", "t", "--output", "o", "--print-config"]) == 2
+    assert "no target: give target.path (--target PREFIX) or targets (--target NAME=PREFIX)" in capsys.readouterr().err
     with pytest.raises(UserError, match="^output is required$"):
         config_from_dict({"train": {"path": "t"}, "target": {"path": "d"}})
 

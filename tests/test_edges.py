@@ -146,9 +146,9 @@ def test_a_token_budget_fills_the_last_cluster_with_the_pairs_that_fit(spark):
     scores = spark.createDataFrame(rows, "pair_id long, cluster int, target_distance double, tokens_src int, "
                                          "tokens_tgt int, duplicate string")
     guard = SimpleNamespace(sizes=np.array([4, 6]), active=True)
-    selection = SimpleNamespace(chosen_clusters=[0, 1], chosen_cluster_sizes=[4, 6],
-                                cut={"cluster": 1, "keep": 40, "unit": "tokens"})
-    pick = picked(spark, scores, guard, selection, "both")
+    cut = {"cluster": 1, "keep": 40, "unit": "tokens"}
+    selection = SimpleNamespace(claims=lambda: [("target", [0, 1], cut)])
+    pick = picked(scores, guard, selection, "both", ["target"], named=False)
     chosen = scores.withColumn("max_cosine", scores.target_distance).mapInPandas(
         pick, "pair_id long, cluster int, selection_rank int, target_distance double, tokens_src int, tokens_tgt int")
     got = sorted(r.pair_id for r in chosen.collect())

@@ -29,6 +29,7 @@ QUANTIZE_KEYS = {"rows", "clusters", "quantized", "kmeans_iterations", "k", "k_r
                  "top10pct_share"}
 EMBED_KEYS = {"rows", "model", "method", "side", "partitions", "texts", "distinct_texts", "repeated_texts_skipped"}
 SELECTED_COLUMNS = {"pair_id", "src", "tgt", "cluster", "selection_rank", "target_distance"}
+SELECTED_IDS = list(range(40))  # what one plain target selected before named targets existed (0.3.0)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,11 @@ def test_output_layout_and_stage_names(golden_run):
     assert sorted(p.name for p in (out / "_stages").iterdir()) == sorted(STAGES)
     assert set(pd.read_parquet(out / "selected").columns) == SELECTED_COLUMNS
     assert json.loads((out / "_SUCCESS").read_text()) == {"rows": manifest["rows"]["selected"]}
+
+
+def test_one_plain_target_selects_the_pairs_it_always_did(golden_run):
+    _, _, _, manifest = golden_run
+    assert sorted(pd.read_parquet(manifest["output"]).pair_id) == SELECTED_IDS
 
 
 def test_manifest_keys(golden_run):

@@ -30,8 +30,7 @@ def check_locations(fs: FileSystem, cfg: JobConfig) -> None:
     would be read back as input, and an output in the inputs' own folder would mix the run's
     files with the user's data."""
     check_output_location(fs, cfg.output)
-    for side in ("train", "target"):
-        inp = getattr(cfg, side)
+    for side, inp in cfg.inputs().items():
         root = static_prefix(inp.path)
         if is_within(cfg.output, root):
             raise UserError(f"output {cfg.output} is inside the {side} input {root}; choose an output outside the inputs")
@@ -66,8 +65,7 @@ def check_writable(fs: FileSystem, uri: str) -> None:
 
 def check_inputs_exist(fs: FileSystem, cfg: JobConfig) -> None:
     """Fail before any Spark job when an input path matches nothing."""
-    for side in ("train", "target"):
-        inp = getattr(cfg, side)
+    for side, inp in cfg.inputs().items():
         reader = reader_for(inp.format)
         candidates = reader.candidates(inp, cfg.src_lang, cfg.tgt_lang)
         if not any(fs.exists(c) or fs.glob(c) for c in candidates):
@@ -79,11 +77,12 @@ def check_inputs_exist(fs: FileSystem, cfg: JobConfig) -> None:
 
 def check_counts(cfg: JobConfig, reads: Mapping[str, object]) -> None:
     """What the read counts already rule out, refused before embedding and k-means."""
-    target, train = reads["target"].rows_kept, reads["train"].rows_kept
+    train = reads["train"].rows_kept
     need = cfg.gio.k + 1
-    if target < need:
-        raise UserError(f"target has {target} usable pairs; GIO's k-NN estimator with k={cfg.gio.k} needs at least "
-                        f"{need} (add target pairs or lower gio.k)")
+    for side in cfg.target_sides():
+        if reads[side].rows_kept < need:
+            raise UserError(f"{side} has {reads[side].rows_kept} usable pairs; GIO's k-NN estimator with "
+                            f"k={cfg.gio.k} needs at least {need} (add target pairs or lower gio.k)")
     if not cfg.quantize.enabled:
         check_direct_rows(train, cfg.quantize.max_direct_rows, "train")
     budget = cfg.selection.budget
@@ -98,6 +97,7 @@ def check_counts(cfg: JobConfig, reads: Mapping[str, object]) -> None:
         if shortest is not None and budget[1] < shortest:
             raise UserError(f"selection.budget_tokens={budget[1]} is less than the shortest usable pool pair "
                             f"({shortest} tokens, {cfg.selection.token_sides} sides): no pair fits")
-    dims = {side: reads[side].dim for side in ("train", "target")}
-    if None not in dims.values() and dims["train"] != dims["target"]:
-        raise UserError(f"train vectors have dimension {dims['train']} but target vectors {dims['target']}")
+    for side in cfg.target_sides():
+        dims = {"train": reads["train"].dim, "target": reads[side].dim}
+        if None not in dims.values() and dims["train"] != dims["target"]:
+            raise UserError(f"train vectors have dimension {dims['train']} but {side} vectors {dims['target']}")

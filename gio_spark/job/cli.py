@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -40,9 +41,7 @@ RUN_EPILOG = (
 # flag -> dotted config key
 FLAG_KEYS = {
     "train": "train.path",
-    "target": "target.path",
     "train_format": "train.format",
-    "target_format": "target.format",
     "src_lang": "src_lang",
     "tgt_lang": "tgt_lang",
     "output": "output",
@@ -74,7 +73,11 @@ def add_run_parser(sub) -> None:
     p.add_argument("--config", help="YAML or JSON config (local path or s3://)")
     p.add_argument("--train", help="pool: text files PREFIX.<src_lang> and PREFIX.<tgt_lang> (give PREFIX), "
                                     "or a file/folder/glob for the other formats")
-    p.add_argument("--target", help="target sample, same forms as --train")
+    p.add_argument("--target", action="append", metavar="[NAME=]PREFIX",
+                   help="target sample, same forms as --train; several targets as NAME=PREFIX, repeated (a path "
+                        "that starts with a key=value folder: ./key=value/...)")
+    p.add_argument("--target-weights", metavar="NAME=W,...",
+                   help="each named target's share of a budget (default: equal shares)")
     p.add_argument("--train-format", metavar=_choices(INPUT_FORMATS), help=_default("train.format"))
     p.add_argument("--target-format", metavar=_choices(INPUT_FORMATS), help=_default("target.format"))
     p.add_argument("--src-lang", help=f"language code of the src side, the side embedded by default ({_default('src_lang')})")
@@ -125,6 +128,8 @@ def resolve_config(args: argparse.Namespace) -> JobConfig:
         value = getattr(args, flag, None)
         if value is not None:
             apply_override(data, key, value)
+    targets_from_flags(data, getattr(args, "target", None), getattr(args, "target_format", None),
+                       getattr(args, "target_weights", None))
     for flag, key in SWITCH_KEYS.items():
         if getattr(args, flag, False):
             apply_override(data, key, "true")
@@ -134,6 +139,39 @@ def resolve_config(args: argparse.Namespace) -> JobConfig:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         apply_override(data, key.strip(), None if value.strip() in ("null", "~") else value)
     return config_from_dict(data)
+
+
+NAMED = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})=(.+)", re.S)
+
+
+def targets_from_flags(data: dict[str, Any], given: Optional[list[str]], fmt: Optional[str],
+                       weights: Optional[str]) -> None:
+    """``--target PREFIX`` (one target), or ``--target NAME=PREFIX`` repeated (named targets, in
+    that order); ``--target-format`` for each; ``--target-weights NAME=W,...``."""
+    if given:
+        named = [NAMED.fullmatch(g) for g in given]
+        if len(given) == 1 and named[0] is None:
+            data.pop("targets", None)
+            apply_override(data, "target.path", given[0])
+        elif all(named):
+            data.pop("target", None)
+            data["targets"] = [{"name": m.group(1), "path": m.group(2)} for m in named]
+        else:
+            plain = next(g for g, m in zip(given, named) if m is None)
+            raise UserError(f"--target {plain}: with several targets, give each as NAME=PREFIX")
+    if fmt is not None:
+        for entry in data.get("targets") or [data.setdefault("target", {})]:
+            entry["format"] = fmt
+    if weights is not None:
+        entries = {t.get("name"): t for t in data.get("targets") or []}
+        if not entries:
+            raise UserError("--target-weights needs named targets (--target NAME=PREFIX)")
+        for item in weights.split(","):
+            name, sep, value = item.partition("=")
+            if not sep or name.strip() not in entries:
+                raise UserError(f"--target-weights: {item.strip()!r} is not NAME=WEIGHT of a target "
+                                f"({', '.join(entries)})")
+            entries[name.strip()]["weight"] = value.strip()
 
 
 def read_config_file(uri: str, master: Optional[str]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import typing
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, Optional
 
@@ -81,6 +82,30 @@ class InputConfig:
     vector_col: str = "features"
     translation_col: str = "translation"
     unescape: Optional[Flag] = None
+
+
+def _target_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+        raise ValueError("a target name is 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit "
+                         "(it names folders and the output's target column)")
+    return value
+
+
+TargetName = Annotated[str, AfterValidator(_target_name)]
+
+
+@dataclass(config=SECTION, kw_only=True)
+class TargetConfig(InputConfig):
+    """One of several targets (``targets:``): an input with a ``name`` (its stages' folders, its
+    value in the output's ``target`` column) and a ``weight`` (its share of a budget; the
+    targets share it equally when no weight is given)."""
+
+    name: TargetName
+    weight: Optional[Annotated[float, Field(ge=0)]] = None
+
+    def input(self) -> InputConfig:
+        """The input alone (what its read stage depends on: not its name nor its weight)."""
+        return InputConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(InputConfig)})
 
 
 @dataclass(config=SECTION)
@@ -160,7 +185,8 @@ class SelectionConfig:
 @dataclass(config=SECTION, kw_only=True)
 class JobConfig:
     train: InputConfig
-    target: InputConfig
+    target: Optional[InputConfig] = None  # one target, or several in targets (one of the two)
+    targets: list[TargetConfig] = dataclasses.field(default_factory=list)
     src_lang: Text = "en"
     tgt_lang: Text = "de"
     output: Uri
@@ -186,25 +212,64 @@ class JobConfig:
 
     @model_validator(mode="after")
     def _consistent(self) -> "JobConfig":
-        if (self.train.format == "vectors") != (self.target.format == "vectors"):
-            raise ValueError(
-                f"train.format={self.train.format!r} and target.format={self.target.format!r}: "
-                "both must be vectors, or neither"
-            )
+        if (self.target is None) == (not self.targets):
+            raise ValueError("give one target (target.path, --target PREFIX) or named targets (targets:, "
+                             "--target NAME=PREFIX), not both" if self.target is not None else
+                             "no target: give target.path (--target PREFIX) or targets (--target NAME=PREFIX)")
+        names = [t.name for t in self.targets]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"target names must differ: {', '.join(twice)} given twice")
+        weights = [t.weight for t in self.targets]
+        if any(w is None for w in weights) and any(w is not None for w in weights):
+            raise ValueError("give a weight to every target or to none (then they share equally)")
+        if self.targets and weights[0] is not None and sum(weights) <= 0:
+            raise ValueError(f"target weights must add up to more than 0, got {', '.join(map(str, weights))}")
+        for side, inp in self.inputs().items():
+            if side != "train" and (self.train.format == "vectors") != (inp.format == "vectors"):
+                raise ValueError(f"train.format={self.train.format!r} and {side_key(side)}.format={inp.format!r}: "
+                                 "both must be vectors, or neither")
         if self.train.format == "vectors" and self.selection.budget_tokens is not None:
             raise ValueError("selection.budget_tokens needs text: precomputed vectors have no tokens to count")
         if self.src_lang == self.tgt_lang:
             raise ValueError(f"src_lang and tgt_lang are both {self.src_lang!r}; they must differ")
-        for what, uri in (("train.path", self.train.path), ("target.path", self.target.path), ("output", self.output),
-                          ("stages_dir", self.stages_dir or "")):
+        uris = [(f"{side_key(side)}.path", inp.path) for side, inp in self.inputs().items()]
+        for what, uri in (*uris, ("output", self.output), ("stages_dir", self.stages_dir or "")):
             try:
                 check_no_credentials(uri, what)
             except UserError as exc:  # before anything parses or logs the URI
                 raise ValueError(str(exc)) from None
         return self
 
+    def inputs(self) -> dict[str, InputConfig]:
+        """Every input by its side: ``train``, then ``target`` (one target) or ``target_<name>``
+        for each named target, in the order given."""
+        if self.target is not None:
+            return {"train": self.train, "target": self.target}
+        return {"train": self.train, **{f"target_{t.name}": t.input() for t in self.targets}}
+
+    def target_sides(self) -> list[str]:
+        return [side for side in self.inputs() if side != "train"]
+
+    def target_weights(self) -> dict[str, float]:
+        """Each target side's share of a budget (they add up to 1)."""
+        if self.target is not None:
+            return {"target": 1.0}
+        given = [t.weight if t.weight is not None else 1.0 for t in self.targets]
+        return {f"target_{t.name}": w / sum(given) for t, w in zip(self.targets, given)}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def side_key(side: str) -> str:
+    """Where a side's input is set in the config: train, target, or targets[NAME]."""
+    return f"targets[{side[len('target_'):]}]" if side.startswith("target_") else side
+
+
+def target_name(side: str) -> Optional[str]:
+    """The name of a named target's side (None for train and a plain target)."""
+    return side[len("target_"):] if side.startswith("target_") else None
 
 
 _JOB = TypeAdapter(JobConfig)
@@ -270,7 +335,8 @@ def default_value(dotted: str) -> Any:
             value = fld.default_factory()
         else:
             value = None
-        cls = field_types(cls)[key]
+        cls = next((t for t in typing.get_args(field_types(cls)[key]) if dataclasses.is_dataclass(t)),
+                   field_types(cls)[key])  # Optional[Section]: the section
     return value
 
 

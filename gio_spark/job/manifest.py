@@ -22,23 +22,21 @@ def package_versions() -> dict[str, str]:
 
 def build_manifest(cfg: JobConfig, runner: Runner, spark: dict, seconds: float) -> dict[str, Any]:
     r = runner.results
-    reads = {side: r[f"pairs_{side}"] for side in ("train", "target")}
+    sides = list(cfg.inputs())  # train, then target or each target_<name>
+    reads = {side: r[f"pairs_{side}"] for side in sides}
+    rows = {}
+    for side, read in reads.items():
+        rows[f"{side}_in"], rows[f"{side}_kept"] = read.rows_in, read.rows_kept
     manifest = {
         "output": r["write"].uri,
         "summary": r["report"].summary,
         "output_format": cfg.output_format,
         "config": cfg.to_dict(),
         "versions": package_versions(),
-        "rows": {
-            "train_in": reads["train"].rows_in,
-            "train_kept": reads["train"].rows_kept,
-            "target_in": reads["target"].rows_in,
-            "target_kept": reads["target"].rows_kept,
-            "selected": r["write"].rows_out,
-        },
+        "rows": {**rows, "selected": r["write"].rows_out},
         "skipped": {side: dict(read.skipped) for side, read in reads.items()},
         "inputs": {side: read.stats() for side, read in reads.items()},
-        "quantize": {side: r[f"quantize_{side}"].stats for side in ("train", "target")},
+        "quantize": {side: r[f"quantize_{side}"].stats for side in sides},
         "selection": r["select"].to_dict(),
         "target_duplicates": r["guard"].stats(),
         "stages_reused": runner.reused,
@@ -50,7 +48,7 @@ def build_manifest(cfg: JobConfig, runner: Runner, spark: dict, seconds: float) 
     for key, uri in (("excluded", r["write"].excluded_uri), ("scores", r["write"].scores_uri)):
         if uri:
             manifest[key] = uri
-    embeds = {side: r[f"embed_{side}"].stats() for side in ("train", "target") if f"embed_{side}" in r}
+    embeds = {side: r[f"embed_{side}"].stats() for side in sides if f"embed_{side}" in r}
     if "static_model" in r:
         embeds["static_model"] = r["static_model"].stats()
     if embeds:

@@ -40,18 +40,20 @@ log = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"
-SIDES = ("train", "target")
 
 
 def later_stages(cfg: JobConfig) -> list[Stage]:
-    """Every stage after the read stages, in order; precomputed vectors need no embedding."""
+    """Every stage after the read stages, in order; precomputed vectors need no embedding.
+    The pool (``train``) and each target are embedded and quantized once."""
     embedded = reader_for(cfg.train.format).embedded
     static = cfg.embedding.method == "static"
     gpus = cfg.embedding.gpus_per_task
+    sides, targets = list(cfg.inputs()), cfg.target_sides()
     embeds = [] if embedded else [
-        *([StaticModelStage(gpus)] if static else []), *[EmbedStage(side, gpus, static) for side in SIDES]]
-    quantize = [QuantizeStage(side, f"pairs_{side}" if embedded else f"embed_{side}") for side in SIDES]
-    return [*embeds, *quantize, GuardStage(embedded), SelectStage(), WriteStage(), ReportStage()]
+        *([StaticModelStage(gpus)] if static else []), *[EmbedStage(side, gpus, static) for side in sides]]
+    quantize = [QuantizeStage(side, f"pairs_{side}" if embedded else f"embed_{side}") for side in sides]
+    return [*embeds, *quantize, GuardStage(embedded, targets), SelectStage(targets), WriteStage(),
+            ReportStage(targets)]
 
 
 def run_job(cfg: JobConfig, spark=None, force_unlock: bool = False) -> dict[str, Any]:
@@ -65,7 +67,7 @@ def run_job(cfg: JobConfig, spark=None, force_unlock: bool = False) -> dict[str,
     if spark is None:
         spark = get_spark(cfg.spark_master)
     fs = FileSystem(spark)
-    warn_local_paths(spark, [cfg.train.path, cfg.target.path, cfg.output])
+    warn_local_paths(spark, [*(inp.path for inp in cfg.inputs().values()), cfg.output])
     check_locations(fs, cfg)
     if cfg.stages_dir is not None:
         check_writable(fs, cfg.stages_dir)
@@ -90,7 +92,7 @@ def complete_run(runner: Runner) -> dict[str, Any]:
     path = join(cfg.output, MANIFEST)
     try:
         manifest = json.loads(fs.read_text(path))
-        saved_keys = {side: manifest["stages"][f"pairs_{side}"]["key"] for side in SIDES}
+        saved_keys = {side: manifest["stages"][f"pairs_{side}"]["key"] for side in cfg.inputs()}
     except (ValueError, KeyError, TypeError) as exc:
         why = "records no input fingerprint" if isinstance(exc, KeyError) else f"is unreadable ({exc})"
         raise UserError(f"{path} {why}; pass --if-exists overwrite to compute the run again (finished stages "
@@ -99,7 +101,7 @@ def complete_run(runner: Runner) -> dict[str, Any]:
     what = "another config"
     if not changes:  # the same config: are they the same files, byte for byte?
         what = "other input files"
-        changes = [f"the {side} files changed since" for side in SIDES
+        changes = [f"the {side} files changed since" for side in cfg.inputs()
                    if runner.key(ReadStage(side)) != saved_keys[side]]
     if changes:
         raise UserError(
@@ -118,9 +120,9 @@ def _run_locked(runner: Runner, lock: OutputLock) -> dict[str, Any]:
         if cfg.if_exists != "overwrite":  # another run completed it meanwhile
             return complete_run(runner)
         fs.delete(done)  # overwrite: never look complete while rewriting
-    for side in SIDES:
+    for side in cfg.inputs():
         runner.run(ReadStage(side))
-    check_counts(cfg, {side: runner.results[f"pairs_{side}"] for side in SIDES})
+    check_counts(cfg, {side: runner.results[f"pairs_{side}"] for side in cfg.inputs()})
     for stage in later_stages(cfg):
         runner.run(stage)
     manifest = build_manifest(cfg, runner, session_info(runner.ctx.spark), time.perf_counter() - started)

@@ -15,7 +15,30 @@ def _short(text: Any, width: int = TEXT_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _targets_kl_panel(ax, selection: dict, summary: dict) -> None:
+    """Named targets: each one's GIO curve over its own order, its own stop and its last cluster."""
+    for side, t in selection["targets"].items():
+        curve = [t["initial_kl"], *t["kl_curve"]]
+        line, = ax.plot(range(len(curve)), curve, label=t["name"])
+        own = t["gio_own_stop"]
+        if own and own["clusters"] < len(curve):
+            ax.plot([own["clusters"]], [own["kl"]], marker="o", color=line.get_color())
+        if t["ranks"]:
+            last = min(t["ranks"][-1] + 1, len(curve) - 1)
+            ax.plot([last], [curve[last]], marker="s", color=line.get_color())
+    ax.axhline(0.0, color="grey", lw=0.8, ls="--")
+    ax.plot([], [], ls="", marker="o", color="grey", label="GIO's own stop")
+    ax.plot([], [], ls="", marker="s", color="grey", label="its last cluster")
+    ax.legend(fontsize=7.5)
+    ax.set_xlabel(f"{summary['unit']} in each target's GIO order")
+    ax.set_ylabel("relaxed k-NN KL estimate (nats)")
+    ax.set_title("KL(target || selection) as GIO adds " + summary["unit"], fontsize=10)
+
+
 def _kl_panel(ax, selection: dict, summary: dict) -> None:
+    if "targets" in selection:
+        _targets_kl_panel(ax, selection, summary)
+        return
     unit = summary["unit"]
     curve = [selection["initial_kl"], *selection["kl_curve"]]
     ax.plot(range(len(curve)), curve, marker="." if len(curve) < 60 else None, color="tab:blue")
@@ -95,8 +118,9 @@ def _examples_lines(summary: dict) -> list[str]:
         if ex["rank"] > previous + 1:
             lines.append("  ...")
         previous = ex["rank"]
-        last = "  (the last one added)" if ex["rank"] == summary["clusters_chosen"] else ""
-        lines.append(f"#{ex['rank']:<4} cluster {ex['cluster']}  ({ex['pairs']:,} pairs){last}")
+        last = "  (the last one added)" if ex["rank"] == summary["clusters_chosen"] and "target" not in ex else ""
+        whose = f"{ex['target']}: " if "target" in ex else ""
+        lines.append(f"{whose}#{ex['rank']:<4} cluster {ex['cluster']}  ({ex['pairs']:,} pairs){last}")
         for pair in ex["examples"]:
             if "src" in pair:
                 lines.append(f"      {_short(pair['src']):<{TEXT_WIDTH}}  |  {_short(pair['tgt'])}")
@@ -134,11 +158,20 @@ def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distan
     headline = (
         f"Selected {summary['pairs_selected']:,} of {summary['pairs_in_pool']:,} pool pairs "
         f"({100 * summary['share_of_pool']:.1f}%) in {summary['clusters_chosen']:,} of {summary['clusters_total']:,} "
-        f"{summary['unit']}. GIO stopped after {summary['iterations']:,} of at most {summary['max_iter']:,} iterations: "
-        f"{summary['stop_explained']}."
+        f"{summary['unit']}. "
     )
+    if "targets" in summary:
+        headline += "Targets: " + "; ".join(
+            f"{t['name']} {t['pairs']:,} pairs in {t['clusters']} {summary['unit']}"
+            + (f" ({t['taken_by_others']:g} taken first by another)" if t["taken_by_others"] else "")
+            for t in summary["targets"].values()) + "."
+    else:
+        headline += (f"GIO stopped after {summary['iterations']:,} of at most {summary['max_iter']:,} iterations: "
+                     f"{summary['stop_explained']}.")
     budget = summary.get("budget")
-    if budget:
+    if budget and "targets" in summary:
+        headline += f" Budget: {budget['amount']:g} {budget['unit']}, shared by the targets' weights."
+    elif budget:
         own = budget.get("gio_own_stop")
         headline += (f" Budget: {budget['amount']:g} {budget['unit']}"
                      + (f", past GIO's own stop at {own['pairs']:,} pairs" if own else "") + ".")

@@ -88,7 +88,6 @@ def selection_summary(selection: dict[str, Any], pool_sizes: np.ndarray, distanc
     mask[chosen] = True
     pool_pairs = int(sizes.sum())
     picked = int(sizes[mask].sum()) if pairs_selected is None else int(pairs_selected)
-    reason = selection["stop_reason"]
     out = {
         "pairs_selected": picked,
         "pairs_in_pool": pool_pairs,
@@ -96,16 +95,31 @@ def selection_summary(selection: dict[str, Any], pool_sizes: np.ndarray, distanc
         "clusters_chosen": int(mask.sum()),
         "clusters_total": int(len(sizes)),
         "unit": "clusters" if quantized else "pairs",
-        "iterations": int(selection["iterations"]),
-        "max_iter": int(max_iter),
-        "stop_reason": reason,
-        "stop_explained": STOP_REASONS.get(reason, reason),
-        "kl": {
-            "initial": selection["initial_kl"],
-            "final": selection["final_kl"],
-            "knn_kl_chosen_centroids": selection.get("knn_kl_chosen_centroids"),
-            "note": KL_NOTE,
-        },
+    }
+    if "targets" in selection:  # named targets: GIO's figures per target
+        out["targets"] = {side: {
+            "name": t["name"], "weight": t["weight"], "share": t["share"], "pairs": t["pairs"],
+            "clusters": len(t["clusters"]), "iterations": t["iterations"], "stop_reason": t["stop_reason"],
+            "gio_own_stop": t["gio_own_stop"], "kl_at_cut": t["kl_at_cut"],
+            "knn_kl_chosen_centroids": t["knn_kl_chosen_centroids"], "taken_by_others": t["taken_by_others"],
+            **({"shortfall": t["shortfall"]} if "shortfall" in t else {})} for side, t in selection["targets"].items()}
+        out["max_iter"] = int(max_iter)
+        out["kl"] = {"note": KL_NOTE}
+    else:
+        reason = selection["stop_reason"]
+        out.update({
+            "iterations": int(selection["iterations"]),
+            "max_iter": int(max_iter),
+            "stop_reason": reason,
+            "stop_explained": STOP_REASONS.get(reason, reason),
+            "kl": {
+                "initial": selection["initial_kl"],
+                "final": selection["final_kl"],
+                "knn_kl_chosen_centroids": selection.get("knn_kl_chosen_centroids"),
+                "note": KL_NOTE,
+            },
+        })
+    out.update({
         "nearest_target_distance": {
             "what": "Euclidean distance of each pool cluster centroid to the nearest target centroid, "
                     "quantiles over pairs (each cluster counts as many times as it has pairs)",
@@ -113,7 +127,7 @@ def selection_summary(selection: dict[str, Any], pool_sizes: np.ndarray, distanc
             "not_selected": weighted_quantiles(distances[~mask], sizes[~mask]),
         },
         "examples": examples,
-    }
+    })
     if selection.get("budget"):
         out["budget"] = selection["budget"]
     return out

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Optional
+from typing import Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import functions as F
 
+from ..config import target_name
 from ..duplicates import EXACT, NEAR, ONE_WORD, TargetTexts
 from ..stage import Context, Progress, Resources, Result, Stage, Table
 from ..tally import Tally, tally
@@ -63,25 +64,34 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+def score_columns(side: str) -> tuple[str, str]:
+    """The scores' columns of one target: (target_distance, max_cosine), suffixed with the
+    target's name when the targets are named."""
+    name = target_name(side)
+    return ("target_distance", "max_cosine") if name is None else (f"target_distance_{name}", f"max_cosine_{name}")
+
+
 @dataclass
 class VectorScorer:
-    """mapInPandas body over the pool's vectors: the distance to the nearest target centroid
-    and the cosine to the most similar target vector."""
+    """mapInPandas body over the pool's vectors: for each target, the distance to its nearest
+    centroid and the cosine to its most similar vector."""
 
-    target: object  # broadcast (unit target vectors [n, d], target centroids [K_t, d])
+    targets: object  # broadcast [(unit target vectors [n, d], target centroids [K_t, d])], one per target
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        vectors, centroids = self.target.value
-        c = centroids.astype(np.float64)
-        c_sq = (c * c).sum(axis=1)
+        targets = [(vectors, centroids.astype(np.float64)) for vectors, centroids in self.targets.value]
+        norms = [(c * c).sum(axis=1) for _, c in targets]
         for pdf in batches:
             if pdf.empty:
                 continue
             x = np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
-            d2 = c_sq[None, :] - 2.0 * (x @ c.T) + (x * x).sum(axis=1)[:, None]
-            yield pd.DataFrame({"pair_id": pdf["pair_id"].to_numpy(),
-                                "target_distance": np.sqrt(np.maximum(d2.min(axis=1), 0.0)),
-                                "max_cosine": (_unit(x) @ vectors.T).max(axis=1)})
+            unit, x_sq = _unit(x), (x * x).sum(axis=1)[:, None]
+            out = {"pair_id": pdf["pair_id"].to_numpy()}
+            for i, ((vectors, c), c_sq) in enumerate(zip(targets, norms)):
+                d2 = c_sq[None, :] - 2.0 * (x @ c.T) + x_sq
+                out[f"d{i}"] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+                out[f"c{i}"] = (unit @ vectors.T).max(axis=1)
+            yield pd.DataFrame(out)
 
 
 @dataclass
@@ -104,12 +114,14 @@ class GuardStage(Stage[GuardResult]):
     resources = Resources("executors")
     result = GuardResult
 
-    def __init__(self, embedded: bool) -> None:
-        """``embedded``: the inputs carry their own vectors (no embed stages)."""
+    def __init__(self, embedded: bool, targets: Sequence[str] = ("target",)) -> None:
+        """``embedded``: the inputs carry their own vectors (no embed stages); ``targets``: the
+        target sides, each scored and each guarded against."""
         vec = "pairs" if embedded else "embed"
-        self.embedded = embedded
-        self.reads = ("pairs_train", "pairs_target", f"{vec}_train", f"{vec}_target", "quantize_train",
-                      "quantize_target")
+        self.embedded, self.targets = embedded, list(targets)
+        self.reads = ("pairs_train", *[f"pairs_{t}" for t in targets], f"{vec}_train",
+                      *[f"{vec}_{t}" for t in targets], "quantize_train", *[f"quantize_{t}" for t in targets])
+        self.vectors = {side: f"{vec}_{side}" for side in ("train", *targets)}
 
     def threshold(self, cfg) -> Optional[float]:
         """The near_embedding cosine: as configured, else SENTENCE_COSINE for the job's own
@@ -125,20 +137,27 @@ class GuardStage(Stage[GuardResult]):
 
     def run(self, ctx: Context, inputs: Mapping[str, Result]) -> GuardResult:
         spark, cfg, threshold = ctx.spark, ctx.cfg.selection, self.threshold(ctx.cfg)
-        pool_pairs, target_pairs = inputs["pairs_train"].kept(spark), inputs["pairs_target"].kept(spark)
-        vec_train, vec_target = inputs[self.reads[2]].vectors()[0], inputs[self.reads[3]].vectors()[0]
-        target_vectors = np.asarray([r[0] for r in vec_target.read(spark).select("embedding").collect()],
-                                    dtype=np.float64)
-        near = spark.sparkContext.broadcast((_unit(target_vectors), inputs["quantize_target"].centroids))
-        scores = (vec_train.read(spark).select("pair_id", "embedding")
-                  .mapInPandas(VectorScorer(near), "pair_id long, target_distance double, max_cosine double")
+        pool_pairs = inputs["pairs_train"].kept(spark)
+        near = []
+        for side in self.targets:  # each target's vectors and centroids go to every task
+            vectors = inputs[self.vectors[side]].vectors()[0].read(spark).select("embedding").collect()
+            near.append((_unit(np.asarray([r[0] for r in vectors], dtype=np.float64)),
+                         inputs[f"quantize_{side}"].centroids))
+        near = spark.sparkContext.broadcast(near)
+        columns = [score_columns(side) for side in self.targets]
+        scored = ", ".join(f"d{i} double, c{i} double" for i in range(len(columns)))
+        scores = (inputs[self.vectors["train"]].vectors()[0].read(spark).select("pair_id", "embedding")
+                  .mapInPandas(VectorScorer(near), f"pair_id long, {scored}")
+                  .select("pair_id", *[F.col(f"{k}{i}").alias(name) for i, names in enumerate(columns)
+                                       for k, name in zip("dc", names)])
                   .join(inputs["quantize_train"].assignments.read(spark).select("pair_id", "cluster"), "pair_id"))
         texts = None
         if "src" in pool_pairs.columns:
-            known = (TargetTexts(), TargetTexts())
-            for row in target_pairs.select("src", "tgt").collect():
-                known[0].add(row["src"])
-                known[1].add(row["tgt"])
+            known = (TargetTexts(), TargetTexts())  # every target's texts: a copy of any is kept out
+            for side in self.targets:
+                for row in inputs[f"pairs_{side}"].kept(spark).select("src", "tgt").collect():
+                    known[0].add(row["src"])
+                    known[1].add(row["tgt"])
             texts = spark.sparkContext.broadcast(known)
             rows = inputs["pairs_train"].pairs.read(spark).filter(F.col("_skip").isNull()) \
                 .select("pair_id", "src", "tgt", "_tokens_src", "_tokens_tgt")
@@ -147,11 +166,15 @@ class GuardStage(Stage[GuardResult]):
         else:
             scores = scores.select("*", F.lit(None).cast("string").alias("text_duplicate"),
                                    F.lit(0).alias("tokens_src"), F.lit(0).alias("tokens_tgt"))
+        cosines = [F.col(cos) for _, cos in columns]
+        nearest = cosines[0] if len(cosines) == 1 else F.greatest(*cosines)
         duplicate = F.col("text_duplicate")
         if threshold is not None:
-            duplicate = F.coalesce(duplicate, F.when(F.col("max_cosine") >= threshold, F.lit(NEAR)))
-        scores = scores.select("pair_id", F.col("cluster").cast("int").alias("cluster"), "target_distance",
-                               "max_cosine", "tokens_src", "tokens_tgt", duplicate.alias("duplicate"))
+            duplicate = F.coalesce(duplicate, F.when(nearest >= threshold, F.lit(NEAR)))
+        per_target = [name for names in columns for name in names]
+        extra = [] if "max_cosine" in per_target else [nearest.alias("max_cosine")]  # over every target
+        scores = scores.select("pair_id", F.col("cluster").cast("int").alias("cluster"), *per_target, *extra,
+                               "tokens_src", "tokens_tgt", duplicate.alias("duplicate"))
         active = not cfg.keep_target_duplicates
         counts = tally(spark, keep=EXAMPLES)
         k = len(inputs["quantize_train"].centroids)

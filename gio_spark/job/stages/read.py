@@ -68,12 +68,12 @@ class ReadStage(Stage[ReadResult]):
         self._files: Optional[InputFiles] = None
 
     def config(self, cfg):
-        return (self.side, getattr(cfg, self.side), cfg.src_lang, cfg.tgt_lang, cfg.allow_undecodable)
+        return (self.side, cfg.inputs()[self.side], cfg.src_lang, cfg.tgt_lang, cfg.allow_undecodable)
 
     def files(self, ctx: Context) -> InputFiles:
         """The input's files, listed once per run."""
         if self._files is None:
-            inp = getattr(ctx.cfg, self.side)
+            inp = ctx.cfg.inputs()[self.side]
             self._files = reader_for(inp.format).list(ctx.fs, inp, ctx.cfg.src_lang, ctx.cfg.tgt_lang, self.side)
         return self._files
 
@@ -89,7 +89,7 @@ class ReadStage(Stage[ReadResult]):
 
     def run(self, ctx: Context, inputs: Mapping[str, Result]) -> ReadResult:
         cfg = ctx.cfg
-        inp = getattr(cfg, self.side)
+        inp = cfg.inputs()[self.side]
         raw = reader_for(inp.format).read(ctx.spark, ctx.fs, inp, cfg.src_lang, cfg.tgt_lang, self.side, self.files(ctx))
         if raw.rows is not None:
             ctx.progress.set_total(raw.rows)

@@ -3,7 +3,9 @@ the example pairs the write stage kept of what it wrote (no Spark job)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
+
+import numpy as np
 
 from ..report import render_report
 from ..stage import Context, Progress, Resources, Result, Stage
@@ -20,28 +22,33 @@ class ReportResult(Result):
 
 class ReportStage(Stage[ReportResult]):
     name = "report"
-    reads = ("quantize_train", "quantize_target", "guard", "select", "write")
     resources = Resources("driver")
     result = ReportResult
     reusable = False  # it writes the run's own output
+
+    def __init__(self, targets: Sequence[str] = ("target",)) -> None:
+        self.targets = list(targets)
+        self.reads = ("quantize_train", *[f"quantize_{t}" for t in targets], "guard", "select", "write")
 
     def progress(self, cfg, inputs: Mapping[str, Result]) -> Progress:
         return Progress("report")
 
     def run(self, ctx: Context, inputs: Mapping[str, Result]) -> ReportResult:
         cfg = ctx.cfg
-        pool, target, selection = inputs["quantize_train"], inputs["quantize_target"], inputs["select"]
+        pool, selection = inputs["quantize_train"], inputs["select"]
         guard, written = inputs["guard"], inputs["write"]
-        distances = nearest_distances(pool.centroids, target.centroids)
+        goals = np.concatenate([inputs[f"quantize_{t}"].centroids for t in self.targets])  # every target's
+        distances = nearest_distances(pool.centroids, goals)
         summary = selection_summary(selection.to_dict(), guard.sizes, distances, written.examples, cfg.quantize.enabled,
                                     cfg.gio.max_iter, pairs_selected=written.rows_out)
         summary["target_duplicates"] = guard.stats()
+        for side, figures in (written.targets or {}).items():  # what was written of each named target
+            summary["targets"][side].update(pairs=figures["pairs"], tokens=figures["tokens"])
         if summary.get("budget"):
             summary["budget"]["pairs_written"] = written.rows_out
             summary["budget"]["tokens_written"] = written.tokens_out
         summary["quantization"] = {side: quantization_summary(inputs[f"quantize_{side}"].stats)
-                                   for side in ("train", "target")}
-        figure = render_report(summary, selection.to_dict(), guard.sizes, distances,
-                               nearest_other_distances(target.centroids))
+                                   for side in ("train", *self.targets)}
+        figure = render_report(summary, selection.to_dict(), guard.sizes, distances, nearest_other_distances(goals))
         ctx.fs.write_bytes(join(cfg.output, REPORT), figure)
         return ReportResult(summary=summary)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from ...errors import UserError
 from ...gio import knn_kl, select
+from ...gio.mixture import claim, shares
+from ..config import target_name
 from ..stage import Context, Resources, Result, Stage
 from .guard import GuardResult
 from .quantize import QuantizeResult
@@ -30,6 +32,7 @@ class SelectResult(Result):
     knn_kl_chosen_centroids: Optional[float] = None
     budget: Optional[dict] = None  # unit, amount, what was reached, and where GIO's own stop was
     cut: Optional[dict] = None  # the last cluster's share of the budget: {cluster, keep, unit}
+    targets: Optional[dict] = None  # named targets: each one's clusters, cut and figures, by side
 
     def to_dict(self) -> dict:
         out = {**self.gio, "chosen_clusters": self.chosen_clusters, "chosen_cluster_sizes": self.chosen_cluster_sizes,
@@ -38,33 +41,54 @@ class SelectResult(Result):
             out["knn_kl_chosen_centroids"] = self.knn_kl_chosen_centroids
         if self.budget is not None:
             out["budget"], out["cut"] = self.budget, self.cut
+        if self.targets is not None:
+            out["targets"] = self.targets
         return out
+
+    def claims(self) -> list[tuple[str, list, Optional[dict]]]:
+        """(target side, its clusters in its order, the cut of its last one) for each target."""
+        if self.targets is None:
+            return [("target", self.chosen_clusters, self.cut)]
+        return [(side, t["clusters"], t["cut"]) for side, t in self.targets.items()]
 
 
 class SelectStage(Stage[SelectResult]):
     name = "select"
-    reads = ("quantize_train", "quantize_target", "guard")
     resources = Resources("driver")
     result = SelectResult
 
+    def __init__(self, targets: Sequence[str] = ("target",)) -> None:
+        self.targets = list(targets)
+        self.reads = ("quantize_train", *[f"quantize_{t}" for t in targets], "guard")
+
     def config(self, cfg):
         sel = cfg.selection
-        return cfg.gio, sel.budget, sel.token_sides if sel.budget_tokens else None
+        common = (cfg.gio, sel.budget, sel.token_sides if sel.budget_tokens else None)
+        return common if cfg.target is not None else (*common, cfg.target_weights())
 
     def run(self, ctx: Context, inputs: Mapping[str, Result]) -> SelectResult:
         cfg = ctx.cfg
-        pool: QuantizeResult = inputs["quantize_train"]
         guard: GuardResult = inputs["guard"]
-        goal = inputs["quantize_target"].centroids
-        if goal.shape[0] < cfg.gio.k + 1:
-            raise UserError(f"target has {goal.shape[0]} clusters; GIO's k-NN estimator with k={cfg.gio.k} needs at "
-                            f"least {cfg.gio.k + 1} (add target pairs or lower gio.k)")
-        sizes = guard.sizes
-        offered = np.flatnonzero(sizes > 0)  # clusters with usable pairs
-        if not len(offered):
+        for side in self.targets:
+            found = inputs[f"quantize_{side}"].centroids.shape[0]
+            if found < cfg.gio.k + 1:
+                raise UserError(f"{side} has {found} clusters; GIO's k-NN estimator with k={cfg.gio.k} needs at "
+                                f"least {cfg.gio.k + 1} (add target pairs or lower gio.k)")
+        if not (guard.sizes > 0).any():
             raise UserError(f"the guard excluded every pool pair: all {guard.excluded} duplicate target pairs (is the "
                             f"pool the target?); --keep-target-duplicates (selection.keep_target_duplicates) leaves "
                             f"them in")
+        if cfg.target is None:
+            return self._mixture(cfg, inputs)
+        return self._one(cfg, inputs)
+
+    def _one(self, cfg, inputs: Mapping[str, Result]) -> SelectResult:
+        """One target: GIO to its own stop, or in its order to the budget."""
+        pool: QuantizeResult = inputs["quantize_train"]
+        guard: GuardResult = inputs["guard"]
+        goal = inputs["quantize_target"].centroids
+        sizes = guard.sizes
+        offered = np.flatnonzero(sizes > 0)  # clusters with usable pairs
         unit = "clusters" if cfg.quantize.enabled else "pairs"
         log.info("select: GIO on %d pool %s against %d target %s, at most %d iterations (stop criterion: %s)%s",
                  len(offered), unit, len(goal), unit, cfg.gio.max_iter, cfg.gio.stop_criterion,
@@ -91,6 +115,73 @@ class SelectStage(Stage[SelectResult]):
         knn = knn_kl(goal, pool.centroids[chosen], k=cfg.gio.k) if len(chosen) >= cfg.gio.k else None
         return SelectResult(gio=gio, chosen_clusters=chosen, chosen_cluster_sizes=[int(sizes[c]) for c in chosen],
                             pairs_selected=picked, knn_kl_chosen_centroids=knn, budget=budget, cut=cut)
+
+    def _mixture(self, cfg, inputs: Mapping[str, Result]) -> SelectResult:
+        """Named targets: GIO per target over the same pool clusters, each cluster to the target
+        that ranked it first (gio/mixture.py); with a budget, each target's share of it."""
+        pool: QuantizeResult = inputs["quantize_train"]
+        guard: GuardResult = inputs["guard"]
+        sizes = guard.sizes
+        offered = np.flatnonzero(sizes > 0)
+        weights, amount, unit = self._budget(cfg, guard, offered)
+        weight_of = np.zeros(len(sizes))
+        weight_of[offered] = sizes[offered] if weights is None else weights
+        wanted: list = [None] * len(self.targets)
+        budget = None
+        if amount is not None:  # each target's share, and enough of each GIO order to fill it
+            wanted = shares(list(cfg.target_weights().values()), amount, whole=unit == "pairs")
+            enough = min(float(weights.sum()), amount + len(self.targets) * float(weights.max()))
+            budget = {"unit": cfg.selection.budget[0], "amount": cfg.selection.budget[1], "weight": unit,
+                      "weight_target": amount}
+        runs, orders = {}, []
+        for side in self.targets:
+            goal = inputs[f"quantize_{side}"].centroids
+            run = select(pool.centroids[offered], goal, config=cfg.gio, weights=weights,
+                         budget=None if amount is None else enough)
+            runs[side] = run
+            orders.append([int(offered[i]) for i in run.chosen_indices])
+        taken = claim(orders, weight_of, wanted)
+        targets = {}
+        for side, run, order, mine, share in zip(self.targets, runs.values(), orders, taken, wanted):
+            goal = inputs[f"quantize_{side}"].centroids
+            curve = [run.initial_kl, *run.kl_curve.tolist()]
+            own = run.own_stop_points if amount is not None else len(curve) - 1
+            cut = None
+            if mine.keep_last is not None:
+                cut = {"cluster": mine.clusters[-1], "keep": int(round(mine.keep_last)) if unit == "pairs"
+                       else mine.keep_last, "unit": unit}
+            pairs = int(sizes[mine.clusters].sum())
+            if cut is not None and unit == "pairs":
+                pairs += cut["keep"] - int(sizes[cut["cluster"]])
+            chosen = pool.centroids[mine.clusters]
+            targets[side] = {
+                "name": target_name(side), "weight": cfg.target_weights()[side], "share": share,
+                "clusters": mine.clusters, "cluster_sizes": [int(sizes[c]) for c in mine.clusters],
+                "ranks": mine.ranks, "cut": cut, "pairs": pairs, "reached": mine.reached,
+                "taken_by_others": mine.taken_by_others, "iterations": run.iterations, "stop_reason": run.stop_reason,
+                "gio_own_stop": None if own is None else {
+                    "clusters": own, "reason": run.own_stop_reason or run.stop_reason, "kl": float(curve[own]),
+                    "pairs": int(sizes[order[:own]].sum())},
+                "kl_curve": run.kl_curve.tolist(), "initial_kl": run.initial_kl,
+                "kl_at_cut": float(curve[min(mine.ranks[-1] + 1, len(curve) - 1)]) if mine.ranks else None,
+                "knn_kl_chosen_centroids": knn_kl(goal, chosen, k=cfg.gio.k) if len(chosen) >= cfg.gio.k else None,
+            }
+            short = None if share is None else share - mine.reached
+            if short:
+                targets[side]["shortfall"] = short
+                log.warning("select: %s got %g of its %g %s: the usable pool ran out in its GIO order", target_name(side),
+                            mine.reached, share, unit)
+            log.info("select: %s: %d pairs in %d clusters (%g %s it wanted another target took first), GIO's own "
+                     "stop after %s clusters", target_name(side), pairs, len(mine.clusters), mine.taken_by_others,
+                     unit or "pairs", own)
+        if budget is not None:
+            budget["shares"] = {side: t["share"] for side, t in targets.items()}
+            short = sum(t.get("shortfall", 0) for t in targets.values())
+            if short:
+                budget["shortfall"] = short
+        chosen = [c for t in targets.values() for c in t["clusters"]]
+        return SelectResult(gio={}, chosen_clusters=chosen, chosen_cluster_sizes=[int(sizes[c]) for c in chosen],
+                            pairs_selected=sum(t["pairs"] for t in targets.values()), budget=budget, targets=targets)
 
     @staticmethod
     def _budget(cfg, guard: GuardResult, offered: np.ndarray):

@@ -15,8 +15,10 @@ import pandas as pd
 from pyspark.sql import functions as F
 
 from ...errors import UserError
+from ..config import target_name
 from ..stage import Context, Progress, Resources, Result, Stage
 from ..summary import example_ranks
+from .guard import score_columns
 from ..tally import observed
 from ..uri import absolute, escape_glob, join
 
@@ -40,6 +42,7 @@ class WriteResult(Result):
     excluded_uri: Optional[str] = None
     scores_uri: Optional[str] = None
     examples: list = field(default_factory=list)  # written pairs of the first and last chosen clusters
+    targets: Optional[dict] = None  # named targets: pairs and tokens written for each, by side
 
 
 def escaped(col: str):
@@ -73,24 +76,29 @@ class WriteStage(Stage[WriteResult]):
             fs.delete(tmp_root)
         tmp = join(tmp_root, f"run-{uuid.uuid4().hex[:8]}")
         scores = guard.scores.read(spark)
-        pick = picked(spark, scores, guard, selection, cfg.selection.token_sides)
+        named = cfg.target is None  # named targets: the output says whose each pair is
+        pick = picked(scores, guard, selection, cfg.selection.token_sides, cfg.target_sides(), named)
         pairs = inputs["pairs_train"].kept(spark)
         if "embedding" in pairs.columns:
             pairs = pairs.drop("embedding")
-        chosen = scores.mapInPandas(pick, CHOSEN_SCHEMA)
+        chosen = scores.mapInPandas(pick, chosen_schema(named))
         upper = int(sum(selection.chosen_cluster_sizes))  # the chosen clusters' usable pairs
         df = pairs.join(small(chosen, upper), "pair_id")
-        ranks = example_ranks(len(selection.chosen_clusters))
-        df, seen = observed(df, **written_figures(df, cfg.selection.token_sides,
-                                                  [selection.chosen_clusters[r] for r in ranks]))
+        shown = example_clusters(selection)
+        df, seen = observed(df, **written_figures(df, cfg.selection.token_sides, [c for _, _, c, _ in shown],
+                                                  [n for n in map(target_name, cfg.target_sides()) if named]))
         write_pairs(df.drop("tokens_src", "tokens_tgt"), cfg, join(tmp, SELECTED))
         figures = seen.get
-        if pick.expected is not None and figures["rows"] != pick.expected:
+        if figures["rows"] != pick.expected:
             raise RuntimeError(f"wrote {figures['rows']} pairs, the selection holds {pick.expected}")
         rows = verify_output(spark, cfg, join(tmp, SELECTED), figures)
         moves = [(SELECTED, join(out, SELECTED))]
         result = WriteResult(rows_out=rows, uri=join(cfg.output, SELECTED), tokens_out=int(figures["tokens"] or 0),
-                             examples=examples(figures, selection, ranks))
+                             examples=examples(figures, shown))
+        if named:
+            result.targets = {side: {"pairs": int(figures[f"rows_{target_name(side)}"]),
+                                     "tokens": int(figures[f"tokens_{target_name(side)}"] or 0)}
+                              for side in cfg.target_sides()}
         if guard.active:
             dups = scores.filter(F.col("duplicate").isNotNull()).select("pair_id", "cluster", "duplicate", "max_cosine")
             texts = pairs.select("pair_id", *[c for c in ("src", "tgt") if c in pairs.columns])
@@ -100,7 +108,7 @@ class WriteStage(Stage[WriteResult]):
         else:
             fs.delete(join(out, EXCLUDED))  # a former run's list would be wrong now
         if cfg.selection.write_scores:
-            ranked = scores.mapInPandas(pick.every_row(), SCORES_SCHEMA)
+            ranked = scores.mapInPandas(pick.every_row(), scores_schema(scores, named))
             ranked.write.parquet(join(tmp, SCORES))
             moves.append((SCORES, join(out, SCORES)))
             result.scores_uri = join(cfg.output, SCORES)
@@ -112,11 +120,19 @@ class WriteStage(Stage[WriteResult]):
         return result
 
 
-# the selected pool pairs' scores, and every pool pair's as --write-scores writes them
-CHOSEN_SCHEMA = ("pair_id long, cluster int, selection_rank int, target_distance double, tokens_src int, "
-                 "tokens_tgt int")
-SCORES_SCHEMA = ("pair_id long, cluster int, selection_rank int, target_distance double, max_cosine double, "
-                 "duplicate string")
+def chosen_schema(named: bool) -> str:
+    """The selected pool pairs' scores (with the target each belongs to, for named targets)."""
+    return ("pair_id long, cluster int, " + ("target string, " if named else "")
+            + "selection_rank int, target_distance double, tokens_src int, tokens_tgt int")
+
+
+def scores_schema(scores, named: bool) -> str:
+    """Every pool pair's scores as --write-scores writes them: the guard's, with its selection."""
+    kept = [f for f in scores.schema.fields if f.name not in ("tokens_src", "tokens_tgt", "cluster", "pair_id")]
+    return ", ".join(["pair_id long", "cluster int", *(["target string"] if named else []), "selection_rank int",
+                      *[f"{f.name} {f.dataType.simpleString()}" for f in kept]])
+
+
 BROADCAST_ROWS = 1_000_000  # a side of at most this many rows is sent to every task instead of shuffling the pool
 
 
@@ -128,67 +144,85 @@ def small(df, rows: int):
 
 @dataclass
 class Picked:
-    """mapInPandas body over the guard's scores: the pairs of the chosen clusters with their
-    selection rank (the last cluster cut to the budget: only the pair ids in ``last_kept``)."""
+    """mapInPandas body over the guard's scores: the pairs of the chosen clusters with the target
+    they went to, their selection rank in its order and their distance to it (a cut cluster: only
+    the pair ids kept of it)."""
 
-    rank_of: np.ndarray  # [K] selection rank of each cluster, -1 when not chosen
+    owner_of: np.ndarray  # [K] the target index each cluster went to, -1 for none
+    rank_of: np.ndarray  # [K] its selection rank in that target's order
+    distances: list  # each target's distance column in the scores
+    names: Optional[list]  # each target's name for the output's target column (None: one plain target)
     active: bool  # duplicates are kept out
-    last: Optional[int] = None  # the cut cluster
-    last_kept: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    expected: Optional[int] = None  # pairs selected, when known before writing
-    all_rows: bool = False  # every pool pair, selection_rank null where not selected
+    cuts: dict = field(default_factory=dict)  # cut cluster -> sorted pair ids kept of it
+    expected: int = 0  # pairs selected
+    all_rows: bool = False  # every pool pair, selection_rank (and target) null where not selected
 
     def every_row(self) -> "Picked":
         return dataclasses.replace(self, all_rows=True)
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for pdf in batches:
-            rank = self.rank_of[pdf["cluster"].to_numpy()]
-            keep = rank >= 0
+            cluster = pdf["cluster"].to_numpy()
+            owner, rank = self.owner_of[cluster], self.rank_of[cluster]
+            keep = owner >= 0
             if self.active:
                 keep &= pdf["duplicate"].isna().to_numpy()
-            if self.last is not None:
-                cut = pdf["cluster"].to_numpy() == self.last
-                keep &= ~cut | np.isin(pdf["pair_id"].to_numpy(), self.last_kept)
+            for c, ids in self.cuts.items():
+                keep &= (cluster != c) | np.isin(pdf["pair_id"].to_numpy(), ids)
             if self.all_rows:
-                out = pdf[["pair_id", "cluster", "target_distance", "max_cosine", "duplicate"]].copy()
+                out = pdf.drop(columns=["tokens_src", "tokens_tgt"])
                 out.insert(2, "selection_rank", pd.array(np.where(keep, rank, 0), dtype="Int32"))
                 out.loc[~keep, "selection_rank"] = pd.NA
+                if self.names is not None:
+                    out.insert(2, "target", [self.names[o] if k else None for o, k in zip(owner, keep)])
                 yield out
-            else:
-                out = pdf.loc[keep, ["pair_id", "cluster", "target_distance", "tokens_src", "tokens_tgt"]]
-                out.insert(2, "selection_rank", rank[keep].astype(np.int32))
-                yield out
+                continue
+            rows = pdf.loc[keep]
+            mine = owner[keep]
+            near = np.stack([rows[col].to_numpy() for col in self.distances], axis=1)
+            out = pd.DataFrame({"pair_id": rows["pair_id"].to_numpy(), "cluster": rows["cluster"].to_numpy()})
+            if self.names is not None:
+                out["target"] = [self.names[o] for o in mine]
+            out["selection_rank"] = rank[keep].astype(np.int32)
+            out["target_distance"] = near[np.arange(len(rows)), mine]
+            out["tokens_src"], out["tokens_tgt"] = rows["tokens_src"].to_numpy(), rows["tokens_tgt"].to_numpy()
+            yield out
 
 
-def picked(spark, scores, guard, selection, token_sides: str) -> Picked:
-    """Which pool pairs are selected: every usable pair of the chosen clusters but the last
-    one's beyond the budget. That cluster's pairs are taken nearest the target first (ties by
-    pair id): to a pair budget, the first ``keep``; to a token budget, each pair that still fits,
-    in that order (a long pair is passed over, shorter ones after it may fit). Its rows come to
-    the driver (one cluster) to decide."""
+def picked(scores, guard, selection, token_sides: str, sides: list, named: bool) -> Picked:
+    """Which pool pairs are selected, and for which target: every usable pair of each target's
+    clusters but its last one's beyond its budget. That cluster's pairs are taken nearest the
+    target first (ties by pair id): to a pair budget, the first ``keep``; to a token budget, each
+    pair that still fits, in that order (a long pair is passed over, shorter ones after it may
+    fit). Its rows come to the driver (one cluster a target) to decide."""
     k = len(guard.sizes)
-    rank_of = np.full(k, -1, np.int64)
-    rank_of[np.asarray(selection.chosen_clusters, dtype=np.int64)] = np.arange(len(selection.chosen_clusters))
-    cut = selection.cut
-    if not cut:
-        return Picked(rank_of, guard.active, expected=int(sum(selection.chosen_cluster_sizes)))
+    owner_of, rank_of = np.full(k, -1, np.int64), np.full(k, -1, np.int64)
     usable = scores.filter(F.col("duplicate").isNull()) if guard.active else scores
-    rows = usable.filter(F.col("cluster") == cut["cluster"]) \
-        .select("pair_id", "target_distance", "tokens_src", "tokens_tgt").toPandas() \
-        .sort_values(["target_distance", "pair_id"], kind="stable")
-    if cut["unit"] == "pairs":
-        size = np.ones(len(rows), np.int64)
-    else:
-        size = {"src": rows["tokens_src"], "tgt": rows["tokens_tgt"]}.get(
-            token_sides, rows["tokens_src"] + rows["tokens_tgt"]).to_numpy()
-    kept = rows["pair_id"].to_numpy()[fitting(size, cut["keep"])]
-    full = int(sum(selection.chosen_cluster_sizes[:-1]))
-    if full == 0 and len(kept) == 0:
-        shortest = int(size.min()) if len(rows) else 0
-        raise UserError(f"selection.budget_{cut['unit']}: {cut['keep']:g} {cut['unit']} fit no pair of the cluster GIO chose first "
-                        f"(its shortest pair has {shortest} tokens); raise the budget")
-    return Picked(rank_of, guard.active, cut["cluster"], np.sort(kept).astype(np.int64), expected=full + len(kept))
+    cuts, expected = {}, 0
+    distances = [score_columns(side)[0] for side in sides]
+    for index, (side, clusters, cut) in enumerate(selection.claims()):
+        clusters = np.asarray(clusters, dtype=np.int64)
+        owner_of[clusters], rank_of[clusters] = sides.index(side), np.arange(len(clusters))
+        expected += int(guard.sizes[clusters].sum())
+        if not cut:
+            continue
+        rows = usable.filter(F.col("cluster") == cut["cluster"]) \
+            .select("pair_id", F.col(score_columns(side)[0]).alias("target_distance"), "tokens_src", "tokens_tgt") \
+            .toPandas().sort_values(["target_distance", "pair_id"], kind="stable")
+        if cut["unit"] == "pairs":
+            size = np.ones(len(rows), np.int64)
+        else:
+            size = {"src": rows["tokens_src"], "tgt": rows["tokens_tgt"]}.get(
+                token_sides, rows["tokens_src"] + rows["tokens_tgt"]).to_numpy()
+        kept = rows["pair_id"].to_numpy()[fitting(size, cut["keep"])]
+        cuts[int(cut["cluster"])] = np.sort(kept).astype(np.int64)
+        expected += len(kept) - int(guard.sizes[cut["cluster"]])
+        if expected == 0 and index == len(sides) - 1:  # never an empty success
+            shortest = int(size.min()) if len(rows) else 0
+            raise UserError(f"selection.budget_{cut['unit']}: {cut['keep']:g} {cut['unit']} fit no pair of the "
+                            f"cluster GIO chose first (its shortest pair has {shortest} tokens); raise the budget")
+    names = [target_name(side) for side in sides] if named else None
+    return Picked(owner_of, rank_of, distances, names, guard.active, cuts, expected)
 
 
 def fitting(sizes: np.ndarray, budget: float) -> np.ndarray:
@@ -202,12 +236,16 @@ def fitting(sizes: np.ndarray, budget: float) -> np.ndarray:
     return keep
 
 
-def written_figures(df, token_sides: str, clusters: list) -> dict:
+def written_figures(df, token_sides: str, clusters: list, names: list) -> dict:
     """What the write of the selected pairs counts as it goes: rows, tokens, a hash of the pair
-    ids (checked against the files read back), and two example pairs of each given cluster."""
+    ids (checked against the files read back), rows and tokens of each named target, and two
+    example pairs of each given cluster."""
     tokens = {"src": F.col("tokens_src"), "tgt": F.col("tokens_tgt")}.get(token_sides,
                                                                           F.col("tokens_src") + F.col("tokens_tgt"))
     out = {"rows": F.count(F.lit(1)), "tokens": F.sum(tokens), "ids": id_hash_sum()}
+    for name in names:
+        mine = F.col("target") == name
+        out[f"rows_{name}"], out[f"tokens_{name}"] = F.count_if(mine), F.sum(F.when(mine, tokens))
     texts = [c for c in ("src", "tgt") if c in df.columns]
     order = F.xxhash64("pair_id")
     for c in dict.fromkeys(clusters):
@@ -224,18 +262,29 @@ def id_hash_sum():
     return F.sum(F.xxhash64("pair_id").cast("decimal(38,0)"))
 
 
-def examples(figures: dict, selection, ranks: list[int]) -> list[dict]:
-    """Two written pairs (one if that is all) of each chosen cluster at ``ranks``, by pair id."""
+def example_clusters(selection) -> list[tuple[Optional[str], int, int, int]]:
+    """(target name, rank, cluster, its usable pairs) of the clusters shown with examples: the
+    first and last three of one target's order; the first and the last of each named target's."""
     out = []
-    for r in ranks:
-        c = selection.chosen_clusters[r]
+    for side, clusters, _ in selection.claims():
+        sizes = (selection.chosen_cluster_sizes if selection.targets is None
+                 else selection.targets[side]["cluster_sizes"])
+        for r in example_ranks(len(clusters), ends=3 if selection.targets is None else 1):
+            out.append((target_name(side), r, int(clusters[r]), int(sizes[r])))
+    return out
+
+
+def examples(figures: dict, shown: list) -> list[dict]:
+    """Two written pairs (one if that is all) of each cluster ``shown``, by pair id."""
+    out = []
+    for name, r, c, size in shown:
         found = {}
         for i in (0, 1):
             pid = figures.get(f"example_{c}_{i}_pair_id")
             if pid is not None:
                 found[int(pid)] = {"pair_id": int(pid), **{col: figures[f"example_{c}_{i}_{col}"] for col in ("src", "tgt")
                                                             if f"example_{c}_{i}_{col}" in figures}}
-        out.append({"rank": r + 1, "cluster": int(c), "pairs": int(selection.chosen_cluster_sizes[r]),
+        out.append({**({"target": name} if name is not None else {}), "rank": r + 1, "cluster": c, "pairs": size,
                     "examples": [found[p] for p in sorted(found)]})
     return out
 

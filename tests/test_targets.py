@@ -1,0 +1,148 @@
+"""Several named targets in one run: one pool, each target read, embedded and quantized once, a
+budget split by the targets' weights, each pool pair selected at most once, the guard against
+every target, and the names and weights checked before any Spark work."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gio_spark.demo import generate
+from gio_spark.gio.mixture import claim, shares
+from gio_spark.job.pipeline import run_job
+
+from .conftest import ROOT
+from .test_integrity import run_cli
+from .test_job import POOL, TARGET, job, write_text
+
+pytestmark = pytest.mark.spark
+
+LAW = generate("law", 30, seed=2, half=1)
+
+
+def named(tmp_path, train, targets: dict, weights=None, **extra):
+    """The test config with named targets (name -> text prefix)."""
+    cfg = job(tmp_path, train, "unused", **extra)
+    entries = [{"name": n, "path": p, **({"weight": weights[n]} if weights else {})} for n, p in targets.items()]
+    from gio_spark.job.config import config_from_dict
+
+    data = json.loads(json.dumps(cfg.to_dict()))
+    data.update(target=None, targets=entries)
+    return config_from_dict(data)
+
+
+def test_shares_add_up_to_the_budget_in_whole_pairs():
+    assert shares([0.6, 0.4], 101, whole=True) == [61, 40]
+    assert shares([1, 1, 1], 100, whole=True) == [34, 33, 33]
+    assert shares([1, 3], 10.0, whole=False) == [2.5, 7.5]
+
+
+def test_a_cluster_goes_to_the_target_that_ranked_it_first():
+    weight = np.array([10, 10, 10, 10, 10, 10], dtype=float)
+    orders = [[0, 1, 2, 3, 4, 5], [2, 0, 5, 4, 3, 1]]
+    a, b = claim(orders, weight, [25, 25])
+    assert a.clusters == [0, 1, 3] and a.keep_last == 5  # 2 went to b, which ranked it first
+    assert b.clusters == [2, 5, 4] and b.keep_last == 5  # 0 went to a (rank 0 against 1)
+    assert a.taken_by_others == 10 and b.taken_by_others == 10
+    own_a, own_b = claim([[0, 1], [1, 2]], weight, [None, None])  # no budget: each its own order
+    assert own_a.clusters == [0] and own_b.clusters == [1, 2] and own_a.taken_by_others == 10
+    tie_a, tie_b = claim([[3, 0], [3, 1]], weight, [None, None])  # the same rank: the target listed first
+    assert tie_a.clusters == [3, 0] and tie_b.clusters == [1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("targets")
+    pool = POOL + [LAW[0]]  # medicine, law and software pairs, and a copy of the law target's first pair
+    return (folder, write_text(folder, "train", pool), write_text(folder, "medicine", TARGET),
+            write_text(folder, "law", LAW), len(pool) - 1)
+
+
+@pytest.fixture(scope="module")
+def mixture(spark, data):
+    folder, train, medicine, law, planted = data
+    cfg = named(folder / "mix", train, {"medicine": medicine, "law": law}, weights={"medicine": 0.6, "law": 0.4},
+                selection={"budget_pairs": 50, "write_scores": True})
+    return run_job(cfg, spark)
+
+
+def test_two_targets_share_a_pair_budget_by_their_weights(mixture, data):
+    folder, _, _, _, _ = data
+    out = pd.read_parquet(folder / "mix" / "out" / "selected")
+    assert len(out) == 50 and out.pair_id.is_unique
+    assert out.groupby("target").size().to_dict() == {"medicine": 30, "law": 20}
+    per = mixture["summary"]["targets"]
+    assert {t["name"]: t["pairs"] for t in per.values()} == {"medicine": 30, "law": 20}
+    assert set(out.groupby("cluster").target.nunique()) == {1}  # each cluster serves one target
+    assert mixture["selection"]["budget"]["shares"] == {"target_medicine": 30, "target_law": 20}
+    for t in per.values():
+        assert t["gio_own_stop"] is not None and t["clusters"] > 0 and t["taken_by_others"] >= 0
+    assert set(mixture["stages"]) >= {"pairs_target_medicine", "embed_target_law", "quantize_target_law"}
+    assert {"pairs_target", "embed_target"}.isdisjoint(mixture["stages"])
+
+
+def test_a_copy_of_one_targets_pair_is_kept_from_every_target(mixture, data):
+    _, _, _, _, planted = data
+    excluded = pd.read_parquet(mixture["excluded"])
+    assert planted in set(excluded.pair_id)  # a copy of a law pair, not selected for medicine either
+    out = pd.read_parquet(mixture["output"])
+    assert planted not in set(out.pair_id)
+
+
+def test_scores_have_a_column_per_target(mixture):
+    scores = pd.read_parquet(mixture["scores"])
+    assert {"target_distance_medicine", "max_cosine_medicine", "target_distance_law", "max_cosine_law",
+            "target", "selection_rank", "duplicate"} <= set(scores.columns)
+    assert scores.target.notna().sum() == 50
+    chosen = scores[scores.target == "law"]
+    out = pd.read_parquet(mixture["output"]).set_index("pair_id")
+    assert np.allclose(out.loc[chosen.pair_id, "target_distance"], chosen.target_distance_law)
+
+
+def test_the_same_mixture_on_one_core(mixture, data, tmp_path):
+    """The same pairs for the same targets with a driver of its own on local[1]."""
+    folder, train, medicine, law, _ = data
+    out = tmp_path / "one"
+    code = ("import sys\nfrom gio_spark.job.session import get_spark\nget_spark('local[1]')\n"
+            "from gio_spark.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    args = ["run", "--train", train, "--target", f"medicine={medicine}", "--target", f"law={law}",
+            "--target-weights", "medicine=0.6,law=0.4", "--budget-pairs", "50", "--output", str(out),
+            "--src-lang", "en", "--tgt-lang", "de", "--k", "30", "--set", "quantize.seed=3", "--set", "gio.max_iter=30"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = pd.read_parquet(out / "selected").sort_values("pair_id")
+    two = pd.read_parquet(folder / "mix" / "out" / "selected").sort_values("pair_id")
+    assert one.pair_id.tolist() == two.pair_id.tolist() and one.target.tolist() == two.target.tolist()
+
+
+def test_one_named_target_selects_what_one_plain_target_does(spark, data, tmp_path):
+    folder, train, medicine, _, _ = data
+    plain = run_job(job(tmp_path / "plain", train, medicine, stages_dir=str(tmp_path / "stages")), spark)
+    one = run_job(named(tmp_path / "named", train, {"only": medicine}, stages_dir=str(tmp_path / "stages")), spark)
+    a = pd.read_parquet(tmp_path / "plain" / "out" / "selected")
+    b = pd.read_parquet(tmp_path / "named" / "out" / "selected")
+    assert "target" not in a.columns and set(b.target) == {"only"}
+    assert sorted(a.pair_id) == sorted(b.pair_id)
+    assert plain["rows"]["selected"] == one["rows"]["selected"]
+    assert {"pairs_train", "embed_train", "quantize_train"} <= set(one["stages_reused"])  # the pool once
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--target", "a=x", "--target", "a=y"], "target names must differ: a given twice"),
+    (["--target", "a=x", "--target", "y"], "--target y: with several targets, give each as NAME=PREFIX"),
+    (["--target", "a=x", "--target", "b=y", "--target-weights", "a=1,c=2"], "'c=2' is not NAME=WEIGHT of a target"),
+    (["--target", "a=x", "--target", "b=y", "--target-weights", "a=0,b=0"], "must add up to more than 0"),
+    (["--target", "a=x", "--target", "b=y", "--target-weights", "a=1"], "give a weight to every target or to none"),
+    (["--target", "x", "--target-weights", "a=1"], "--target-weights needs named targets"),
+    (["--target", "a b=x", "--target", "c=y"], "with several targets, give each as NAME=PREFIX"),
+])
+def test_bad_names_and_weights_are_one_line_before_spark(args, message, tmp_path, capsys, monkeypatch):
+    from gio_spark.job import session
+
+    monkeypatch.setattr(session, "get_spark", lambda *a, **k: pytest.fail("Spark started"))
+    err = run_cli(capsys, "--train", "pool", "--output", str(tmp_path / "out"), *args)
+    assert message in err

@@ -69,6 +69,7 @@ def mixture(spark, data):
     return run_job(cfg, spark)
 
 
+@pytest.mark.spark35
 def test_two_targets_share_a_pair_budget_by_their_weights(mixture, data):
     folder, _, _, _, _ = data
     out = pd.read_parquet(folder / "mix" / "out" / "selected")
@@ -146,3 +147,23 @@ def test_bad_names_and_weights_are_one_line_before_spark(args, message, tmp_path
     monkeypatch.setattr(session, "get_spark", lambda *a, **k: pytest.fail("Spark started"))
     err = run_cli(capsys, "--train", "pool", "--output", str(tmp_path / "out"), *args)
     assert message in err
+
+
+def test_a_batch_without_selected_pairs_writes_for_named_targets(spark):
+    """A partition of the pool with no pair of any chosen cluster still gives a typed batch."""
+    from types import SimpleNamespace
+
+    from gio_spark.job.stages.write import chosen_schema, picked
+
+    rows = [(i, i % 2, 0.1, 0.2, 3, 4, None) for i in range(8)]  # clusters 0 and 1
+    scores = spark.createDataFrame(rows, "pair_id long, cluster int, target_distance_a double, "
+                                         "target_distance_b double, tokens_src int, tokens_tgt int, duplicate string")
+    scores = scores.repartitionByRange(2, "cluster")  # cluster 1, which no target took, alone in a partition
+    guard = SimpleNamespace(sizes=np.array([4, 4]), active=True)
+    selection = SimpleNamespace(claims=lambda: [("target_a", [0], None), ("target_b", [], None)])
+    pick = picked(scores, guard, selection, "both", ["target_a", "target_b"], named=True)
+    got = scores.mapInPandas(pick, chosen_schema(True)).collect()
+    assert sorted(r.pair_id for r in got) == [0, 2, 4, 6] and {r.target for r in got} == {"a"}
+    every = scores.mapInPandas(pick.every_row(), "pair_id long, cluster int, target string, selection_rank int, "
+                               "target_distance_a double, target_distance_b double, duplicate string").collect()
+    assert sorted((r.pair_id, r.target) for r in every) == [(i, "a" if i % 2 == 0 else None) for i in range(8)]

@@ -160,6 +160,10 @@ class Picked:
     def every_row(self) -> "Picked":
         return dataclasses.replace(self, all_rows=True)
 
+    def _names(self, owner: np.ndarray) -> np.ndarray:
+        """The target name of each owner index (-1: none), as Python strings (object dtype)."""
+        return np.asarray([*self.names, None], dtype=object)[owner]
+
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for pdf in batches:
             cluster = pdf["cluster"].to_numpy()
@@ -174,7 +178,7 @@ class Picked:
                 out.insert(2, "selection_rank", pd.array(np.where(keep, rank, 0), dtype="Int32"))
                 out.loc[~keep, "selection_rank"] = pd.NA
                 if self.names is not None:
-                    out.insert(2, "target", [self.names[o] if k else None for o, k in zip(owner, keep)])
+                    out.insert(2, "target", np.where(keep, self._names(owner), None))
                 yield out
                 continue
             rows = pdf.loc[keep]
@@ -182,7 +186,7 @@ class Picked:
             near = np.stack([rows[col].to_numpy() for col in self.distances], axis=1)
             out = pd.DataFrame({"pair_id": rows["pair_id"].to_numpy(), "cluster": rows["cluster"].to_numpy()})
             if self.names is not None:
-                out["target"] = [self.names[o] for o in mine]
+                out["target"] = self._names(mine)  # strings even in an empty batch
             out["selection_rank"] = rank[keep].astype(np.int32)
             out["target_distance"] = near[np.arange(len(rows)), mine]
             out["tokens_src"], out["tokens_tgt"] = rows["tokens_src"].to_numpy(), rows["tokens_tgt"].to_numpy()

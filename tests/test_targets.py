@@ -83,6 +83,8 @@ def test_two_targets_share_a_pair_budget_by_their_weights(mixture, data):
         assert t["gio_own_stop"] is not None and t["clusters"] > 0 and t["taken_by_others"] >= 0
     assert set(mixture["stages"]) >= {"pairs_target_medicine", "embed_target_law", "quantize_target_law"}
     assert {"pairs_target", "embed_target"}.isdisjoint(mixture["stages"])
+    jobs = mixture["spark"]["jobs"]  # the targets share the guard's and the write's jobs, as one target has them
+    assert jobs["guard"] <= 6 and jobs["write"] <= 7, jobs  # write: 5, the cut clusters 1, the scores 1
 
 
 def test_a_copy_of_one_targets_pair_is_kept_from_every_target(mixture, data):

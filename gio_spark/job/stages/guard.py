@@ -16,6 +16,7 @@ any target, so one pool can serve many (``--stages-dir``).
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Optional, Sequence
@@ -62,6 +63,11 @@ class GuardResult(Result):
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def union(frames: list):
+    """One DataFrame of several with the same columns (read in one job)."""
+    return functools.reduce(lambda a, b: a.unionByName(b), frames)
 
 
 def score_columns(side: str) -> tuple[str, str]:
@@ -138,12 +144,11 @@ class GuardStage(Stage[GuardResult]):
     def run(self, ctx: Context, inputs: Mapping[str, Result]) -> GuardResult:
         spark, cfg, threshold = ctx.spark, ctx.cfg.selection, self.threshold(ctx.cfg)
         pool_pairs = inputs["pairs_train"].kept(spark)
-        near = []
-        for side in self.targets:  # each target's vectors and centroids go to every task
-            vectors = inputs[self.vectors[side]].vectors()[0].read(spark).select("embedding").collect()
-            near.append((_unit(np.asarray([r[0] for r in vectors], dtype=np.float64)),
-                         inputs[f"quantize_{side}"].centroids))
-        near = spark.sparkContext.broadcast(near)
+        vectors = union([inputs[self.vectors[side]].vectors()[0].read(spark).select(F.lit(i).alias("t"), "embedding")
+                         for i, side in enumerate(self.targets)]).collect()  # every target's, in one job
+        near = spark.sparkContext.broadcast([  # each target's vectors and centroids go to every task
+            (_unit(np.asarray([r[1] for r in vectors if r[0] == i], dtype=np.float64)),
+             inputs[f"quantize_{side}"].centroids) for i, side in enumerate(self.targets)])
         columns = [score_columns(side) for side in self.targets]
         scored = ", ".join(f"d{i} double, c{i} double" for i in range(len(columns)))
         scores = (inputs[self.vectors["train"]].vectors()[0].read(spark).select("pair_id", "embedding")
@@ -154,10 +159,10 @@ class GuardStage(Stage[GuardResult]):
         texts = None
         if "src" in pool_pairs.columns:
             known = (TargetTexts(), TargetTexts())  # every target's texts: a copy of any is kept out
-            for side in self.targets:
-                for row in inputs[f"pairs_{side}"].kept(spark).select("src", "tgt").collect():
-                    known[0].add(row["src"])
-                    known[1].add(row["tgt"])
+            for row in union([inputs[f"pairs_{side}"].kept(spark).select("src", "tgt") for side in self.targets]) \
+                    .collect():
+                known[0].add(row["src"])
+                known[1].add(row["tgt"])
             texts = spark.sparkContext.broadcast(known)
             rows = inputs["pairs_train"].pairs.read(spark).filter(F.col("_skip").isNull()) \
                 .select("pair_id", "src", "tgt", "_tokens_src", "_tokens_tgt")

@@ -198,21 +198,22 @@ def picked(scores, guard, selection, token_sides: str, sides: list, named: bool)
     clusters but its last one's beyond its budget. That cluster's pairs are taken nearest the
     target first (ties by pair id): to a pair budget, the first ``keep``; to a token budget, each
     pair that still fits, in that order (a long pair is passed over, shorter ones after it may
-    fit). Its rows come to the driver (one cluster a target) to decide."""
+    fit). The cut clusters' rows come to the driver together (one cluster a target) to decide."""
     k = len(guard.sizes)
     owner_of, rank_of = np.full(k, -1, np.int64), np.full(k, -1, np.int64)
-    usable = scores.filter(F.col("duplicate").isNull()) if guard.active else scores
-    cuts, expected = {}, 0
+    claims = selection.claims()
     distances = [score_columns(side)[0] for side in sides]
-    for index, (side, clusters, cut) in enumerate(selection.claims()):
+    cut_rows = _cut_rows(scores.filter(F.col("duplicate").isNull()) if guard.active else scores,
+                         [cut["cluster"] for _, _, cut in claims if cut], distances)
+    cuts, expected = {}, 0
+    for index, (side, clusters, cut) in enumerate(claims):
         clusters = np.asarray(clusters, dtype=np.int64)
         owner_of[clusters], rank_of[clusters] = sides.index(side), np.arange(len(clusters))
         expected += int(guard.sizes[clusters].sum())
         if not cut:
             continue
-        rows = usable.filter(F.col("cluster") == cut["cluster"]) \
-            .select("pair_id", F.col(score_columns(side)[0]).alias("target_distance"), "tokens_src", "tokens_tgt") \
-            .toPandas().sort_values(["target_distance", "pair_id"], kind="stable")
+        rows = cut_rows[cut_rows["cluster"] == cut["cluster"]] \
+            .sort_values([score_columns(side)[0], "pair_id"], kind="stable")
         if cut["unit"] == "pairs":
             size = np.ones(len(rows), np.int64)
         else:
@@ -227,6 +228,14 @@ def picked(scores, guard, selection, token_sides: str, sides: list, named: bool)
                             f"cluster GIO chose first (its shortest pair has {shortest} tokens); raise the budget")
     names = [target_name(side) for side in sides] if named else None
     return Picked(owner_of, rank_of, distances, names, guard.active, cuts, expected)
+
+
+def _cut_rows(usable, clusters: list, distances: list) -> pd.DataFrame:
+    """The usable rows of the cut clusters, in one job (none without a cut)."""
+    columns = ["pair_id", "cluster", *distances, "tokens_src", "tokens_tgt"]
+    if not clusters:
+        return pd.DataFrame(columns=columns)
+    return usable.filter(F.col("cluster").isin([int(c) for c in clusters])).select(*columns).toPandas()
 
 
 def fitting(sizes: np.ndarray, budget: float) -> np.ndarray:
@@ -286,8 +295,9 @@ def examples(figures: dict, shown: list) -> list[dict]:
         for i in (0, 1):
             pid = figures.get(f"example_{c}_{i}_pair_id")
             if pid is not None:
-                found[int(pid)] = {"pair_id": int(pid), **{col: figures[f"example_{c}_{i}_{col}"] for col in ("src", "tgt")
-                                                            if f"example_{c}_{i}_{col}" in figures}}
+                texts = {col: figures[f"example_{c}_{i}_{col}"] for col in ("src", "tgt")
+                         if f"example_{c}_{i}_{col}" in figures}
+                found[int(pid)] = {"pair_id": int(pid), **texts}
         out.append({**({"target": name} if name is not None else {}), "rank": r + 1, "cluster": c, "pairs": size,
                     "examples": [found[p] for p in sorted(found)]})
     return out

@@ -67,15 +67,32 @@ def _walk(root: Any, loc: Sequence[Any]) -> tuple[list[str], Any, Any, list[Any]
     names: list[str] = []
     holder, leaf = root, None
     for i, part in enumerate(loc):
+        item = _item_type(leaf) if names else None
+        if item is not None and isinstance(part, int):  # an entry of a list of sections: name[i]
+            names[-1] = f"{names[-1]}[{part}]"
+            leaf = item
+            continue
         owner = leaf if names else root
         types = field_types(owner)
         if part not in types:
             return names, holder, leaf, list(loc[i:])
         names.append(part)
         holder, leaf = owner, types[part]
-        if not dataclasses.is_dataclass(leaf):
+        if not dataclasses.is_dataclass(leaf) and _item_type(leaf) is None:
             return names, holder, leaf, list(loc[i + 1:])
     return names, holder, leaf, []
+
+
+def _item_type(annotation: Any) -> Any:
+    """The section type of a list of sections (also inside ``Optional``/``Annotated``), else None."""
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation) or (None,)
+        return item if dataclasses.is_dataclass(item) else None
+    for arg in typing.get_args(annotation):
+        found = _item_type(arg) if typing.get_origin(arg) in (list, typing.Union, typing.Annotated) else None
+        if found is not None:
+            return found
+    return None
 
 
 def _first_required(cls: Any) -> Optional[str]:

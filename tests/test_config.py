@@ -108,6 +108,18 @@ def test_missing_inputs_name_the_key(capsys):
         config_from_dict({"train": {"path": "t"}, "target": {"path": "d"}})
 
 
+@pytest.mark.parametrize("entry,message", [
+    ({"name": "b", "path": "y", "formt": "tsv"}, "unknown config key targets[1].formt (did you mean targets[1].format?)"),
+    ({"name": "b", "path": "y", "weight": "abc"}, "invalid option targets[1].weight='abc': must be a number"),
+    ({"name": "b"}, "targets[1].path is required"),
+])
+def test_a_bad_entry_of_the_targets_list_is_named_by_its_index(entry, message):
+    values = {"train": {"path": "a"}, "output": "o", "targets": [{"name": "a", "path": "x"}, entry]}
+    with pytest.raises(UserError) as err:
+        config_from_dict(values)
+    assert str(err.value) == message
+
+
 def test_typed_assignment_and_stable_dict():
     cfg = config()
     with pytest.raises(ValueError):

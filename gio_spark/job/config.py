@@ -264,7 +264,8 @@ class JobConfig:
 
 def side_key(side: str) -> str:
     """Where a side's input is set in the config: train, target, or targets[NAME]."""
-    return f"targets[{side[len('target_'):]}]" if side.startswith("target_") else side
+    name = target_name(side)
+    return side if name is None else f"targets[{name}]"
 
 
 def target_name(side: str) -> Optional[str]:

@@ -18,9 +18,9 @@ from ...errors import UserError
 from ..config import target_name
 from ..stage import Context, Progress, Resources, Result, Stage
 from ..summary import example_ranks
-from .guard import score_columns
 from ..tally import observed
 from ..uri import absolute, escape_glob, join
+from .guard import score_columns
 
 log = logging.getLogger(__name__)
 

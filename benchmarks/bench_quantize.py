@@ -8,11 +8,13 @@ distances to the nearest centroid), cluster-size statistics, for
   assignment pass), or with ``--option key=value`` quantize settings,
 - scikit-learn KMeans (k-means++, n_init=1, max_iter=20) on the same float32 vectors, the reference,
 - MLlib KMeans as the job ran it before (k-means||, initSteps 2), with --old.
-``--mode scale``: synthetic unit vectors (default 1,000,000 x 64, K=500): fit on the capped
-sample + assignment of every row, time and peak memory, and what that implies per row.
+``--mode scale``: a large pool's vectors (``--vectors``: the embed_train table of a
+``bench_scale.py`` run): the job's fit on its capped sample and its assignment of every row
+(core-microseconds per row), beside scikit-learn's MiniBatchKMeans and KMeans on the same
+sample, each with the inertia over that sample.
 
     python benchmarks/bench_quantize.py --mode real [--k 1500] [--seeds 0 1 2] [--old] [--option max_iter=8]
-    python benchmarks/bench_quantize.py --mode scale [--rows 1000000] [--dim 64] [--k 500]
+    python benchmarks/bench_quantize.py --mode scale --vectors /tmp/gio-bench-scale/stages-.../embed_train/...
 """
 from __future__ import annotations
 
@@ -119,42 +121,40 @@ def run_real(args, spark) -> None:
 
 
 def run_scale(args, spark) -> None:
-    import shutil
+    """The job's fit and assignment on a pool's vectors, and scikit-learn on the same fit sample."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
 
     from gio_spark.job.config import QuantizeConfig
-    from gio_spark.job.quantize import assign, fit_centroids, size_stats
+    from gio_spark.job.quantize import assign, collected, fit_centroids, hashed_subset
     from gio_spark.job.tally import tally
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_scale import jvm_peak_rss_mib, synthetic
-
-    pool, _, _ = synthetic(args.rows, args.dim)
-    df = as_frame(spark, pool, Path(args.work) / f"scale_{args.rows}_{args.dim}")
-    del pool
+    df = spark.read.parquet(args.vectors).select("pair_id", "embedding")
+    rows = df.count()
     cfg = QuantizeConfig(k=args.k, seed=0)
-    out = Path(args.work) / "scale_assignments"
-    shutil.rmtree(out, ignore_errors=True)
+    cores = spark.sparkContext.defaultParallelism
     t = time.perf_counter()
-    centroids, info = fit_centroids(df, cfg, args.rows, "scale", 0)
+    centroids, info = fit_centroids(df, cfg, rows, "pool", 0)
     fit_s = time.perf_counter() - t
     t = time.perf_counter()
-    counts = tally(spark)
-    assign(df, centroids, counts).write.parquet(str(out))
+    assign(df, centroids, tally(spark)).write.format("noop").mode("overwrite").save()
     assign_s = time.perf_counter() - t
-    stats = size_stats(counts.value.get("sizes"), float(counts.value.get("inertia")[0]))
-    cores = spark.sparkContext.defaultParallelism
-    print(size_line(f"job, {args.rows:,} x {args.dim}, K={args.k}", fit_s + assign_s, stats))
-    print(f"fit {fit_s:.1f} s on about {info['fit_rows_target']:,} rows ({cfg.sample_per_centroid} per centroid; "
-          f"driver start on {cfg.driver_rows_per_centroid} per centroid, {cfg.max_iter} MLlib iterations); "
-          f"assignment of every row, written in one pass: {assign_s:.1f} s")
-    print(f"peak RSS: Python driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, "
-          f"JVM {jvm_peak_rss_mib(spark):.0f} MiB (local mode: the executors are in the JVM)")
-    per_row = assign_s * cores / args.rows
-    scale = (1500 * 768) / (args.k * args.dim)
-    print(f"assignment: {per_row * 1e6:.1f} core-us per row at K={args.k}, d={args.dim} ({cores} cores). It grows "
-          f"with K x d; the fit does not grow with the pool (capped sample). At K=1500, d=768 (x{scale:.0f}) "
-          f"35M rows would take about {per_row * scale * 35e6 / 3600:.1f} core-hours to assign, split across "
-          f"the cluster's cores")
+    sample = collected(hashed_subset(df, rows, info["fit_rows_target"], 0)).astype(np.float32)
+    print(f"{rows:,} x {sample.shape[1]} vectors, K={args.k}, {cores} cores; fit sample {len(sample):,} rows "
+          f"({cfg.sample_per_centroid} per centroid at most; driver start on {cfg.driver_rows_per_centroid} per "
+          f"centroid, then {cfg.max_iter} MLlib iterations)", flush=True)
+    print(size_line("job: fit (start + MLlib Lloyd)", fit_s, stats_of(sample, centroids)), flush=True)
+    print(f"job: assignment of all {rows:,} rows {assign_s:.1f} s = {assign_s * cores / rows * 1e6:.0f} core-us per row",
+          flush=True)
+    t = time.perf_counter()
+    mb = MiniBatchKMeans(n_clusters=args.k, batch_size=4096, n_init=1, random_state=0).fit(sample)
+    print(size_line("scikit-learn MiniBatchKMeans", time.perf_counter() - t, stats_of(sample, mb.cluster_centers_)),
+          flush=True)
+    t = time.perf_counter()
+    km = KMeans(n_clusters=args.k, init="k-means++", n_init=1, max_iter=20, random_state=0).fit(sample)
+    print(size_line("scikit-learn KMeans (max_iter 20)", time.perf_counter() - t, stats_of(sample, km.cluster_centers_)),
+          flush=True)
+    print(f"peak RSS of the Python driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "
+          f"(the sample collected for scikit-learn included)")
 
 
 def main() -> int:
@@ -164,14 +164,16 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="*", default=[0])
     ap.add_argument("--old", action="store_true", help="also time MLlib's k-means|| as the job ran it before")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a quantize setting")
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--vectors", help="--mode scale: a Parquet table [pair_id, embedding], e.g. the embed_train "
+                                      "stage's table of a bench_scale.py run")
     ap.add_argument("--work", default="/tmp/gio-bench-quantize")
     args = ap.parse_args()
     if args.mode == "real" and not DATA.is_dir():
         print(f"skipped: shared data not found at {DATA}")
         return 0
-    args.k = args.k or (1500 if args.mode == "real" else 500)
+    if args.mode == "scale" and not args.vectors:
+        ap.error("--mode scale needs --vectors")
+    args.k = args.k or 1500
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from gio_spark.job.session import get_spark
 

@@ -51,6 +51,9 @@ def test_a_stage_without_a_counter_shows_its_total(spark, caplog):
     with caplog.at_level(logging.INFO, logger="gio_spark.progress"):
         with spark_progress(spark, "reading", every_s=60) as progress:
             spark.range(0, 100, numPartitions=4).count()  # e.g. counting lines first
+            # the status store learns that the job's stage ended from Spark's listener bus, which
+            # can lag behind count() returning (seen on Spark 3.5): let it catch up first
+            spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty(10_000)
             progress.set_total(50)
             assert progress.rows_done() is None
             assert re.match(r"reading: \d+ s, 50 rows, no Spark tasks running$", progress.describe())

@@ -184,16 +184,22 @@ def target_files(work: Path, domain: str, partner: str) -> Path:
     return folder / f"{domain}.test"
 
 
-def trimmed(spark, scores: Path, budget: int, share: float) -> np.ndarray:
-    """GIO's clusters in its order, from each only the ``share`` of its usable pairs nearest the
-    target (by ``target_distance``, at least one), until ``budget`` pairs: the last cluster cut
-    by the same order. ``share`` 1 is the job's own budget cut."""
+def chosen_rows(spark, scores: Path):
+    """The usable pairs of GIO's chosen clusters, in its order, each cluster's nearest the target
+    (by ``target_distance``) first, with their place in their cluster and its size."""
     pdf = (spark.read.parquet(str(scores)).filter("duplicate IS NULL AND selection_rank IS NOT NULL")
            .select("pair_id", "selection_rank", "target_distance").toPandas())
     pdf = pdf.sort_values(["selection_rank", "target_distance", "pair_id"])
     pdf["nth"] = pdf.groupby("selection_rank").cumcount()
-    sizes = pdf.groupby("selection_rank")["pair_id"].transform("size")
-    kept = pdf[pdf["nth"] < np.maximum(1, np.ceil(share * sizes))]
+    pdf["size"] = pdf.groupby("selection_rank")["pair_id"].transform("size")
+    return pdf
+
+
+def trimmed(chosen, budget: int, share: float) -> np.ndarray:
+    """From each chosen cluster only the ``share`` of its pairs nearest the target (at least one),
+    until ``budget`` pairs: the last cluster cut by the same order. ``share`` 1 is the job's own
+    budget cut."""
+    kept = chosen[chosen["nth"] < np.maximum(1, np.ceil(share * chosen["size"]))]
     return kept["pair_id"].to_numpy()[:budget]
 
 
@@ -239,6 +245,12 @@ def main() -> int:
     args = ap.parse_args()
     if args.trim and not args.budget_pairs:
         ap.error("--trim needs --budget-pairs")
+    if args.budget_pairs not in (None, "domain"):
+        if not args.budget_pairs.isdigit() or int(args.budget_pairs) < 1:
+            ap.error(f"--budget-pairs: {args.budget_pairs!r} is neither a positive count nor 'domain'")
+        args.budget_pairs = int(args.budget_pairs)
+    if args.mixture and args.budget_pairs == "domain":
+        ap.error("--mixture needs a count for --budget-pairs, not 'domain'")
     if not DATA.is_dir():
         print(f"skipped: shared data not found at {DATA}")
         return 0
@@ -266,8 +278,7 @@ def main() -> int:
         for k in ks:
             for domain in args.domains:
                 in_domain = int((pool_domain == domain).sum())
-                budget = in_domain if args.budget_pairs == "domain" else (
-                    int(args.budget_pairs) if args.budget_pairs else None)
+                budget = in_domain if args.budget_pairs == "domain" else args.budget_pairs
                 for method, name in [(m, o) for m in args.methods for o in args.optimizers]:
                     optimizer, v_init = RUNS[name]
                     selection = {"write_scores": "nearest" in args.peers or bool(args.trim)}
@@ -295,10 +306,11 @@ def main() -> int:
                            "excluded": manifest["target_duplicates"]["excluded"],
                            "stop": manifest["selection"]["stop_reason"], "seconds": round(seconds, 1)}
                     if args.trim:
+                        chosen = chosen_rows(spark, work / "run" / "scores")
                         for f in args.trim:
-                            kept = trimmed(spark, work / "run" / "scores", budget, f)
+                            kept = trimmed(chosen, budget, f)
                             row[f"trim{f:g}_precision"], _ = score(kept, domain_of_file, domain, in_domain)
-                        ids = trimmed(spark, work / "run" / "scores", budget, 1.0)
+                        ids = trimmed(chosen, budget, 1.0)
                         row["selected"] = len(ids)
                     row["precision"], row["recall"] = score(ids, domain_of_file, domain, in_domain)
                     if "dsir" in args.peers:

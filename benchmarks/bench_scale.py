@@ -195,6 +195,7 @@ def run_one(args) -> dict:
     manifest = run_job(cfg, spark, force_unlock=True)
     total = time.perf_counter() - t
     watch.stop.set()
+    watch.thread.join()
     spark.stop()
     shuffle = shuffle_by_stage(events, watch.spans)
     stages = {}

@@ -146,8 +146,8 @@ def test_a_token_budget_fills_the_last_cluster_with_the_pairs_that_fit(spark):
     scores = spark.createDataFrame(rows, "pair_id long, cluster int, target_distance double, tokens_src int, "
                                          "tokens_tgt int, duplicate string")
     guard = SimpleNamespace(sizes=np.array([4, 6]), active=True)
-    cut = {"cluster": 1, "keep": 40, "unit": "tokens"}
-    selection = SimpleNamespace(claims=lambda: [("target", [0, 1], cut)])
+    cut = {"cluster": 1, "id": 1, "keep": 40, "unit": "tokens"}
+    selection = SimpleNamespace(claims=lambda: [("target", [0, 1], cut)], unit="cluster")
     pick = picked(scores, guard, selection, "both", ["target"], named=False)
     chosen = scores.withColumn("max_cosine", scores.target_distance).mapInPandas(
         pick, "pair_id long, cluster int, selection_rank int, target_distance double, tokens_src int, tokens_tgt int")

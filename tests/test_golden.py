@@ -15,20 +15,20 @@ pytestmark = pytest.mark.spark
 OUTPUT_ENTRIES = {"selected", "excluded", "_stages", "manifest.json", "report.png", "_SUCCESS"}
 MANIFEST_KEYS = {"output", "summary", "output_format", "config", "versions", "rows", "skipped", "inputs", "quantize",
                  "selection", "target_duplicates", "excluded", "stages_reused", "stages", "seconds", "spark",
-                 "embedding"}
+                 "embedding", "density_ratio"}
 SUMMARY_KEYS = {"pairs_selected", "pairs_in_pool", "share_of_pool", "clusters_chosen", "clusters_total", "unit",
                 "iterations", "max_iter", "stop_reason", "stop_explained", "kl", "nearest_target_distance", "examples",
-                "quantization", "target_duplicates"}
+                "quantization", "target_duplicates", "method", "density_ratio"}
 ROWS_KEYS = {"train_in", "train_kept", "target_in", "target_kept", "selected"}
 SELECTION_KEYS = {"selected_indices", "init_indices", "kl_curve", "initial_kl", "final_kl", "stop_reason", "iterations",
                   "points_added", "n_resets", "gd_steps", "init_size", "timings", "chosen_clusters",
-                  "chosen_cluster_sizes", "pairs_selected", "knn_kl_chosen_centroids"}
+                  "chosen_cluster_sizes", "pairs_selected", "knn_kl_chosen_centroids", "method", "density_ratio"}
 INPUT_KEYS = {"rows_in", "rows_kept", "skipped", "files", "tokens"}
 QUANTIZE_KEYS = {"rows", "clusters", "quantized", "kmeans_iterations", "k", "k_requested", "fit_rows_target",
                  "driver_rows_target", "init_mode", "inertia", "mean_sqdist", "size_percentiles", "singletons", "empty",
                  "top10pct_share"}
 EMBED_KEYS = {"rows", "model", "method", "side", "partitions", "texts", "distinct_texts", "repeated_texts_skipped"}
-SELECTED_COLUMNS = {"pair_id", "src", "tgt", "cluster", "selection_rank", "target_distance"}
+SELECTED_COLUMNS = {"pair_id", "src", "tgt", "cluster", "selection_rank", "target_distance", "density_ratio"}
 SELECTED_IDS = list(range(40))  # what one plain target selected before named targets existed (0.3.0)
 
 
@@ -80,7 +80,7 @@ def test_resume_reuses_exactly_what_did_not_change(golden_run, spark):
     assert again["selection"]["chosen_clusters"] == first["selection"]["chosen_clusters"]
     assert again["rows"] == first["rows"]
     other_k = run_job(job(folder, train, target, if_exists="overwrite", quantize={"k": 25}), spark)
-    assert other_k["stages_reused"] == STAGES[:4]
+    assert other_k["stages_reused"] == [*STAGES[:4], "density_ratio"]  # the ratio model does not read the clusters
     skipped = run_job(job(folder, train, target, if_exists="skip", quantize={"k": 25}), spark)
     assert skipped == other_k
     budget = run_job(job(folder, train, target, if_exists="overwrite", quantize={"k": 25},

@@ -68,7 +68,7 @@ def test_an_input_replaced_in_place_is_read_again(spark, tmp_path, target, stage
     write_text(tmp_path, "train", revised)  # same paths, other sentences
     stage_log.clear()
     manifest = run_job(job(tmp_path, train, target, if_exists="overwrite"), spark)
-    assert stage_log == ["pairs_train", "embed_train", "quantize_train", "guard", "select"]
+    assert stage_log == ["pairs_train", "embed_train", "quantize_train", "density_ratio", "guard", "select"]
     assert set(manifest["stages_reused"]) == {"pairs_target", "embed_target", "quantize_target"}
     out = selected(tmp_path / "out")
     assert len(out) == manifest["rows"]["selected"] > 0

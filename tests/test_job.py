@@ -18,8 +18,8 @@ pytestmark = pytest.mark.spark
 
 
 # every stage a complete run publishes, in order (all reused by a rerun of the same job)
-STAGES = ["pairs_train", "pairs_target", "embed_train", "embed_target", "quantize_train", "quantize_target", "guard",
-          "select"]
+STAGES = ["pairs_train", "pairs_target", "embed_train", "embed_target", "quantize_train", "quantize_target",
+          "density_ratio", "guard", "select"]
 
 POOL = [p for d in ("medicine", "law", "software") for p in generate(d, 40, seed=1, half=0)]
 TARGET = generate("medicine", 30, seed=2, half=1)  # medical, but no copy of a pool pair
@@ -230,7 +230,7 @@ def test_demo_run_reports_what_was_selected(spark, tmp_path, capsys, caplog):
     png = (out / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
     printed = capsys.readouterr().out
-    assert f"({summary['pairs_selected']} of 1200, {summary['clusters_chosen']} of 60 clusters)" in printed
+    assert f"({summary['pairs_selected']} of 1200, by density ratio)" in printed
     logs = [r.getMessage() for r in caplog.records]
     assert any(re.match(r"embed train: done in .*, 1,200 / 1,200 rows \(100%\), [\d.,]+ rows/s$", m) for m in logs)
     assert any(re.match(rf"quantize train: done in .*, {manifest['quantize']['train']['kmeans_iterations']} / {QuantizeConfig().max_iter} "

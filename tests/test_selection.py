@@ -23,10 +23,11 @@ def selected(out):
 
 def test_a_pair_budget_is_exact_below_and_above_gios_own_stop(spark, inputs, tmp_path):
     _, train, target = inputs
-    own = run_job(job(tmp_path / "own", train, target), spark)
+    gio = {"method": "gio"}  # GIO's clusters (the density ratio's budgets: test_ratio_selection.py)
+    own = run_job(job(tmp_path / "own", train, target, selection=gio), spark)
     natural = own["rows"]["selected"]
     for budget in (natural // 2 + 1, natural + 25):
-        m = run_job(job(tmp_path / str(budget), train, target, selection={"budget_pairs": budget}), spark)
+        m = run_job(job(tmp_path / str(budget), train, target, selection={**gio, "budget_pairs": budget}), spark)
         out = selected(tmp_path / str(budget) / "out")
         assert len(out) == m["rows"]["selected"] == budget and out.pair_id.is_unique
         info = m["summary"]["budget"]

@@ -162,7 +162,7 @@ def test_a_batch_without_selected_pairs_writes_for_named_targets(spark):
                                          "target_distance_b double, tokens_src int, tokens_tgt int, duplicate string")
     scores = scores.repartitionByRange(2, "cluster")  # cluster 1, which no target took, alone in a partition
     guard = SimpleNamespace(sizes=np.array([4, 4]), active=True)
-    selection = SimpleNamespace(claims=lambda: [("target_a", [0], None), ("target_b", [], None)])
+    selection = SimpleNamespace(claims=lambda: [("target_a", [0], None), ("target_b", [], None)], unit="cluster")
     pick = picked(scores, guard, selection, "both", ["target_a", "target_b"], named=True)
     got = scores.mapInPandas(pick, chosen_schema(True)).collect()
     assert sorted(r.pair_id for r in got) == [0, 2, 4, 6] and {r.target for r in got} == {"a"}

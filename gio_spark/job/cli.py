@@ -219,8 +219,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             write_demo_corpus(FileSystem(spark), join(cfg.output, "_demo_data"))
         manifest = run_job(cfg, spark, force_unlock=args.force_unlock)
     summary = manifest.get("summary", {})
+    how = ""
+    if summary.get("method") == "density_ratio":
+        how = ", by density ratio"
+    elif summary:
+        how = f", {summary['clusters_chosen']} of {summary['clusters_total']} clusters"
     print(f"selected pairs: {manifest['output']} ({manifest['rows']['selected']} of {manifest['rows']['train_kept']}"
-          + (f", {summary['clusters_chosen']} of {summary['clusters_total']} clusters)" if summary else ")"))
+          f"{how})")
     print(f"manifest:       {join(cfg.output, 'manifest.json')}")
     print(f"report:         {join(cfg.output, 'report.png')}")
     return 0

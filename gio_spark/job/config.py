@@ -146,16 +146,21 @@ class QuantizeConfig:
 
 
 TokenSides = Literal["both", "src", "tgt"]
+SelectionMethod = Literal["auto", "density_ratio", "gio"]
 
 
 @dataclass(config=SECTION)
 class SelectionConfig:
-    """How much to select and what to keep out. A budget (at most one of the three) makes GIO
-    add clusters in its order until the budget is reached, also past its own stop, and cuts the
-    last cluster (its pairs nearest the target first) so the output holds exactly the budget;
-    without one, GIO's stop criterion decides. The guard keeps pool pairs that duplicate a
-    target pair out of the selection."""
+    """What to select, how much, and what to keep out.
 
+    ``method``: ``density_ratio`` takes the pool pairs with the highest target/pool density ratio
+    (gio_spark/density_ratio.py), as many as the budget or, without one, as many pairs as GIO's
+    own stop chose; ``gio`` takes GIO's clusters in its order; ``auto`` (the default) is
+    ``density_ratio`` for one target and ``gio`` for named targets. A budget (at most one of the
+    three) is met exactly: the last cluster (or ratio bin) is cut, its pairs nearest the target
+    (highest ratio) first. The guard keeps pool pairs that duplicate a target pair out."""
+
+    method: SelectionMethod = "auto"
     budget_pairs: Optional[Count] = None
     budget_tokens: Optional[Count] = None
     budget_share: Optional[Annotated[float, Field(gt=0, le=1)]] = None  # of the usable pool's pairs
@@ -182,6 +187,19 @@ class SelectionConfig:
         return None
 
 
+@dataclass(config=SECTION)
+class DensityRatioConfig:
+    """The density ratio model (``selection.method: density_ratio``): a classifier and GIO's k-NN
+    estimate, fitted to the target's vectors against a uniform sample of the pool's."""
+
+    k: Count = 20  # GIO's k-NN estimate: the k-th nearest target row (the sample's k scaled by its size)
+    sample_per_target: Count = 10  # pool sample rows per target row
+    max_target_rows: Count = 5_000  # a larger target is sampled (by a hash of pair id) to this many rows
+    max_sample_rows: Count = 50_000  # the pool sample's cap (the driver holds it: 50,000 x 768 float32 is 154 MB)
+    mix: Optional[Annotated[float, Field(ge=0, le=1)]] = None  # the k-NN part's weight; None: chosen by cross-validation
+    seed: int = 0  # the pool sample and the folds
+
+
 @dataclass(config=SECTION, kw_only=True)
 class JobConfig:
     train: InputConfig
@@ -202,6 +220,7 @@ class JobConfig:
     embedding: EmbeddingConfig = dataclasses.field(default_factory=EmbeddingConfig)
     quantize: QuantizeConfig = dataclasses.field(default_factory=QuantizeConfig)
     selection: SelectionConfig = dataclasses.field(default_factory=SelectionConfig)
+    density_ratio: DensityRatioConfig = dataclasses.field(default_factory=DensityRatioConfig)
     gio: GIOConfig = dataclasses.field(default_factory=lambda: GIOConfig(**JOB_GIO_DEFAULTS))
     spark_master: Optional[str] = None  # only used when the job creates its own session
 
@@ -231,6 +250,9 @@ class JobConfig:
                                  "both must be vectors, or neither")
         if self.train.format == "vectors" and self.selection.budget_tokens is not None:
             raise ValueError("selection.budget_tokens needs text: precomputed vectors have no tokens to count")
+        if self.targets and self.selection.method == "density_ratio":
+            raise ValueError("selection.method=density_ratio selects for one target; named targets select with GIO "
+                             "(selection.method auto or gio)")
         if self.src_lang == self.tgt_lang:
             raise ValueError(f"src_lang and tgt_lang are both {self.src_lang!r}; they must differ")
         uris = [(f"{side_key(side)}.path", inp.path) for side, inp in self.inputs().items()]
@@ -247,6 +269,11 @@ class JobConfig:
         if self.target is not None:
             return {"train": self.train, "target": self.target}
         return {"train": self.train, **{f"target_{t.name}": t.input() for t in self.targets}}
+
+    @property
+    def by_ratio(self) -> bool:
+        """Whether the selection takes pairs by density ratio (else GIO's clusters)."""
+        return self.target is not None and self.selection.method in ("auto", "density_ratio")
 
     def target_sides(self) -> list[str]:
         return [side for side in self.inputs() if side != "train"]

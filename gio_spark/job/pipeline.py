@@ -4,6 +4,7 @@
     static_model                token vectors fitted to the model (static)  (stages/static.py)
     embed_train, embed_target   one vector per pair, in executor tasks      (stages/embed.py)
     quantize_train, _target     k-means centroids, sizes, assignments       (stages/quantize.py)
+    density_ratio               target/pool density ratio model (one target) (stages/ratio.py)
     guard                       pool pairs scored, target duplicates out    (stages/guard.py)
     select                      GIO on the centroids, on the driver         (stages/select.py)
     write                       the chosen pairs into <output>/selected     (stages/write.py)
@@ -29,6 +30,7 @@ from .stage import Context, Runner, Stage, StageStore
 from .stages.embed import EmbedStage
 from .stages.guard import GuardStage
 from .stages.quantize import QuantizeStage
+from .stages.ratio import DensityRatioStage
 from .stages.read import ReadStage
 from .stages.report import ReportStage
 from .stages.select import SelectStage
@@ -52,8 +54,9 @@ def later_stages(cfg: JobConfig) -> list[Stage]:
     embeds = [] if embedded else [
         *([StaticModelStage(gpus)] if static else []), *[EmbedStage(side, gpus, static) for side in sides]]
     quantize = [QuantizeStage(side, f"pairs_{side}" if embedded else f"embed_{side}") for side in sides]
-    return [*embeds, *quantize, GuardStage(embedded, targets), SelectStage(targets), WriteStage(),
-            ReportStage(targets)]
+    ratio = [DensityRatioStage("pairs" if embedded else "embed")] if cfg.by_ratio else []
+    return [*embeds, *quantize, *ratio, GuardStage(embedded, targets, ratio=cfg.by_ratio), SelectStage(targets),
+            WriteStage(), ReportStage(targets)]
 
 
 def run_job(cfg: JobConfig, spark=None, force_unlock: bool = False) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..density_ratio import BINS
+
 TEXT_WIDTH = 72  # characters of each side of an example pair
 
 
@@ -91,7 +93,34 @@ def _sizes_panel(ax, selection: dict, summary: dict) -> None:
         twin.set_ylim(bottom=0)
     ax.set_xlabel(f"chosen {unit}, in the order GIO added them")
     ax.set_ylabel("pairs in the cluster")
-    ax.set_title(f"{summary['clusters_chosen']} chosen {unit}: size of each", fontsize=10)
+    own = " (GIO's own choice: it sets how much)" if summary.get("method") == "density_ratio" else ""
+    ax.set_title(f"{summary['clusters_chosen']} chosen {unit}{own}: size of each", fontsize=10)
+
+
+def _ratio_panel(ax, summary: dict, selection: dict, bin_sizes: np.ndarray) -> None:
+    """By density ratio: the pool's usable pairs over the ratio score, the selected part above the cut."""
+    sizes = np.asarray(bin_sizes, dtype=float)
+    ratio = selection["density_ratio"]
+    shown = 64  # display bins
+    group = max(1, len(sizes) // shown)
+    pool = sizes[: group * shown].reshape(shown, group).sum(axis=1)
+    chosen = np.zeros(len(sizes))
+    chosen[ratio["bins"]] = sizes[ratio["bins"]]
+    cut = ratio["cut"]
+    if cut and ratio["unit"] == "pairs":
+        chosen[cut["bin"]] = cut["keep"]
+    picked = chosen[: group * shown].reshape(shown, group).sum(axis=1)
+    left = np.arange(shown) / shown
+    ax.bar(left, pool, width=1.0 / shown, align="edge", color="tab:grey", alpha=0.5, label="pool pairs")
+    ax.bar(left, picked, width=1.0 / shown, align="edge", color="tab:green", alpha=0.8,
+           label=f"selected ({summary['pairs_selected']:,})")
+    if ratio["score_from"] is not None:
+        ax.axvline(ratio["score_from"], color="tab:red", lw=0.9, ls=":")
+    ax.set_yscale("symlog")
+    ax.set_xlabel("density ratio score (0: pool-like, 1: target-like; the pool sample's scale)")
+    ax.set_ylabel("usable pool pairs")
+    ax.set_title("Pairs taken by density ratio, highest first", fontsize=10)
+    ax.legend(fontsize=7.5)
 
 
 def _quantization_text(summary: dict) -> list[str]:
@@ -112,15 +141,22 @@ def _quantization_text(summary: dict) -> list[str]:
 
 
 def _examples_lines(summary: dict) -> list[str]:
-    lines = ["Example pairs (two per cluster) of the first and the last clusters GIO added; rank = order added"]
+    if summary.get("method") == "density_ratio":
+        lines = ["Example pairs (two per score bin) of the highest and the lowest score bins taken; rank = order taken"]
+    else:
+        lines = ["Example pairs (two per cluster) of the first and the last clusters GIO added; rank = order added"]
     previous = 0
     for ex in summary["examples"]:
         if ex["rank"] > previous + 1:
             lines.append("  ...")
         previous = ex["rank"]
-        last = "  (the last one added)" if ex["rank"] == summary["clusters_chosen"] and "target" not in ex else ""
         whose = f"{ex['target']}: " if "target" in ex else ""
-        lines.append(f"{whose}#{ex['rank']:<4} cluster {ex['cluster']}  ({ex['pairs']:,} pairs){last}")
+        if "bin" in ex:
+            lines.append(f"#{ex['rank']:<4} score bin {ex['bin']} (scores from {ex['bin'] / BINS:.4f})  "
+                         f"({ex['pairs']:,} pairs)")
+        else:
+            last = "  (the last one added)" if ex["rank"] == summary["clusters_chosen"] and "target" not in ex else ""
+            lines.append(f"{whose}#{ex['rank']:<4} cluster {ex['cluster']}  ({ex['pairs']:,} pairs){last}")
         for pair in ex["examples"]:
             if "src" in pair:
                 lines.append(f"      {_short(pair['src']):<{TEXT_WIDTH}}  |  {_short(pair['tgt'])}")
@@ -132,9 +168,10 @@ def _examples_lines(summary: dict) -> list[str]:
 
 
 def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distances: np.ndarray,
-                  target_distances: np.ndarray) -> bytes:
+                  target_distances: np.ndarray, bin_sizes: np.ndarray | None = None) -> bytes:
     """PNG: headline numbers; the KL curve; nearest-target distances of selected vs
-    unselected pairs; the size of each chosen cluster; example pairs."""
+    unselected pairs (by density ratio: the pool over the ratio score, the selected part); the
+    size of each chosen cluster; example pairs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,8 +185,11 @@ def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distan
     fig = plt.figure(figsize=(17, 6.2 + 0.17 * n_lines))
     grid = fig.add_gridspec(2, 3, height_ratios=[5.0, 0.2 * n_lines], hspace=0.62, wspace=0.35)
     _kl_panel(fig.add_subplot(grid[0, 0]), selection, summary)
-    _distance_panel(fig.add_subplot(grid[0, 1]), summary, pool_sizes, np.asarray(distances, dtype=float), mask,
-                    np.asarray(target_distances, dtype=float))
+    if summary.get("method") == "density_ratio":
+        _ratio_panel(fig.add_subplot(grid[0, 1]), summary, selection, bin_sizes)
+    else:
+        _distance_panel(fig.add_subplot(grid[0, 1]), summary, pool_sizes, np.asarray(distances, dtype=float), mask,
+                        np.asarray(target_distances, dtype=float))
     _sizes_panel(fig.add_subplot(grid[0, 2]), selection, summary)
     text = fig.add_subplot(grid[1, :])
     text.axis("off")
@@ -160,6 +200,12 @@ def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distan
         f"({100 * summary['share_of_pool']:.1f}%) in {summary['clusters_chosen']:,} of {summary['clusters_total']:,} "
         f"{summary['unit']}. "
     )
+    ratio = summary.get("density_ratio")
+    if ratio:
+        headline = (f"Selected {summary['pairs_selected']:,} of {summary['pairs_in_pool']:,} pool pairs "
+                    f"({100 * summary['share_of_pool']:.1f}%) by density ratio, scores from {ratio['score_from']:.4f}, "
+                    + ("as many as the budget. " if ratio["size_from"] == "budget"
+                       else f"as many as GIO's own stop chose ({summary['clusters_chosen']:,} clusters). "))
     if "targets" in summary:
         headline += "Targets: " + "; ".join(
             f"{t['name']} {t['pairs']:,} pairs in {t['clusters']} {summary['unit']}"
@@ -169,6 +215,8 @@ def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distan
         headline += (f"GIO stopped after {summary['iterations']:,} of at most {summary['max_iter']:,} iterations: "
                      f"{summary['stop_explained']}.")
     budget = summary.get("budget")
+    if ratio:
+        budget = None  # said above
     if budget and "targets" in summary:
         headline += f" Budget: {budget['amount']:g} {budget['unit']}, shared by the targets' weights."
     elif budget:
@@ -181,7 +229,7 @@ def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distan
         headline += (f" {found:,} pool pairs duplicate target pairs: "
                      + ("kept out." if dups.get("active") else "left in (guard off)."))
     near = summary["nearest_target_distance"]
-    if near["selected"] and near["not_selected"]:
+    if near["selected"] and near["not_selected"] and not ratio:
         headline += (f" Median distance to the nearest target centroid: selected {near['selected']['p50']:.2f}, "
                      f"not selected {near['not_selected']['p50']:.2f}.")
     fig.suptitle("\n".join(textwrap.wrap(headline, 160)), fontsize=12, x=0.01, ha="left", fontweight="bold")

@@ -130,6 +130,15 @@ def selection_summary(selection: dict[str, Any], pool_sizes: np.ndarray, distanc
     })
     if selection.get("budget"):
         out["budget"] = selection["budget"]
+    out["method"] = selection.get("method", "gio")
+    ratio = selection.get("density_ratio")
+    if ratio:  # GIO's figures above are its own run; the pairs were taken by density ratio
+        out["density_ratio"] = {
+            "what": "pool pairs taken by their density ratio score (target-like over pool-like), highest first",
+            "size_from": ratio["size_from"], "unit": ratio["unit"], "amount": ratio["amount"],
+            "score_bins": len(ratio["bins"]), "score_from": ratio["score_from"], "cut": ratio["cut"],
+            **({"shortfall": ratio["shortfall"]} if "shortfall" in ratio else {})}
+        out["nearest_target_distance"]["what"] += " (of GIO's own clusters: the pairs were taken by density ratio)"
     return out
 
 

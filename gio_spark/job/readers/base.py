@@ -35,7 +35,7 @@ NULL_PAIR = "null_pair"
 SKIP_REASONS = (UNDECODABLE, BAD_COLUMNS, UNMATCHED_FILE, UNNUMBERED, EMPTY_PAIR, EMPTY_LINE, NULL_PAIR)
 INTERNAL_COLUMNS = ("_skip", "_cols", "_tokens_src", "_tokens_tgt")
 # columns the job itself writes next to the user's: an input column of the same name is refused
-JOB_COLUMNS = ("pair_id", "src", "tgt", "cluster", "selection_rank", "target_distance", "embedding")
+JOB_COLUMNS = ("pair_id", "src", "tgt", "cluster", "selection_rank", "target_distance", "density_ratio", "embedding")
 INTERNAL_PREFIX = "_gio_"
 
 

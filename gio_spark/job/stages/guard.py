@@ -11,6 +11,11 @@ selection unless the guard is off (``selection.keep_target_duplicates``):
   least 6 words (duplicates.py);
 - ``near_embedding``: the embedded side within ``selection.duplicate_cosine`` of a target vector.
 
+With ``selection.method: density_ratio`` the same pass scores every pair with the density ratio
+model (stages/ratio.py): ``density_ratio`` (the score selection ranks by), ``ratio_logit`` (the
+classifier's) and ``ratio_knn`` (GIO's k-NN log ratio), and counts the usable pairs and tokens per
+bin of the score, as it counts them per cluster.
+
 The stage is per target: the pool's read, embed and quantize stages before it stay the same for
 any target, so one pool can serve many (``--stages-dir``).
 """
@@ -25,6 +30,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import functions as F
 
+from ...density_ratio import BINS, ratio_bin
 from ..config import target_name
 from ..duplicates import EXACT, NEAR, ONE_WORD, TargetTexts
 from ..stage import Context, Progress, Resources, Result, Stage, Table
@@ -46,10 +52,16 @@ class GuardResult(Result):
     examples: list = field(default_factory=list)  # a few of them, with their reason
     active: bool = True  # duplicates are kept out of the selection
     duplicate_cosine: Optional[float] = None  # the near_embedding threshold; None: not applied
-    scores: Optional[Table] = None  # [pair_id, cluster, target_distance, max_cosine, tokens_*, duplicate]
+    scores: Optional[Table] = None  # [pair_id, cluster, target_distance, max_cosine, (ratio), tokens_*, duplicate]
+    bin_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [BINS] usable pairs per ratio bin
+    bin_tokens_src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (empty without the ratio)
+    bin_tokens_tgt: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def tokens(self, sides: str) -> np.ndarray:
         return {"src": self.tokens_src, "tgt": self.tokens_tgt}.get(sides, self.tokens_src + self.tokens_tgt)
+
+    def bin_tokens(self, sides: str) -> np.ndarray:
+        return {"src": self.bin_tokens_src, "tgt": self.bin_tokens_tgt}.get(sides, self.bin_tokens_src + self.bin_tokens_tgt)
 
     @property
     def excluded(self) -> int:
@@ -77,12 +89,17 @@ def score_columns(side: str) -> tuple[str, str]:
     return ("target_distance", "max_cosine") if name is None else (f"target_distance_{name}", f"max_cosine_{name}")
 
 
+RATIO_COLUMNS = ("density_ratio", "ratio_logit", "ratio_knn")
+
+
 @dataclass
 class VectorScorer:
     """mapInPandas body over the pool's vectors: for each target, the distance to its nearest
-    centroid and the cosine to its most similar vector."""
+    centroid and the cosine to its most similar vector; with a density ratio model, its scores
+    and bin."""
 
     targets: object  # broadcast [(unit target vectors [n, d], target centroids [K_t, d])], one per target
+    ratio: object = None  # broadcast DensityRatioModel, or None
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         targets = [(vectors, centroids.astype(np.float64)) for vectors, centroids in self.targets.value]
@@ -97,6 +114,10 @@ class VectorScorer:
                 d2 = c_sq[None, :] - 2.0 * (x @ c.T) + x_sq
                 out[f"d{i}"] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
                 out[f"c{i}"] = (unit @ vectors.T).max(axis=1)
+            if self.ratio is not None:
+                scores = self.ratio.value.score(x)
+                out.update(zip(RATIO_COLUMNS, scores))
+                out["ratio_bin"] = ratio_bin(scores[0])
             yield pd.DataFrame(out)
 
 
@@ -120,13 +141,15 @@ class GuardStage(Stage[GuardResult]):
     resources = Resources("executors")
     result = GuardResult
 
-    def __init__(self, embedded: bool, targets: Sequence[str] = ("target",)) -> None:
+    def __init__(self, embedded: bool, targets: Sequence[str] = ("target",), ratio: bool = False) -> None:
         """``embedded``: the inputs carry their own vectors (no embed stages); ``targets``: the
-        target sides, each scored and each guarded against."""
+        target sides, each scored and each guarded against; ``ratio``: score by the density ratio
+        model too (one target)."""
         vec = "pairs" if embedded else "embed"
-        self.embedded, self.targets = embedded, list(targets)
+        self.embedded, self.targets, self.ratio = embedded, list(targets), ratio
         self.reads = ("pairs_train", *[f"pairs_{t}" for t in targets], f"{vec}_train",
-                      *[f"{vec}_{t}" for t in targets], "quantize_train", *[f"quantize_{t}" for t in targets])
+                      *[f"{vec}_{t}" for t in targets], "quantize_train", *[f"quantize_{t}" for t in targets],
+                      *(["density_ratio"] if ratio else []))
         self.vectors = {side: f"{vec}_{side}" for side in ("train", *targets)}
 
     def threshold(self, cfg) -> Optional[float]:
@@ -151,10 +174,14 @@ class GuardStage(Stage[GuardResult]):
              inputs[f"quantize_{side}"].centroids) for i, side in enumerate(self.targets)])
         columns = [score_columns(side) for side in self.targets]
         scored = ", ".join(f"d{i} double, c{i} double" for i in range(len(columns)))
+        ratio = spark.sparkContext.broadcast(inputs["density_ratio"].model()) if self.ratio else None
+        ratios = [*RATIO_COLUMNS, "ratio_bin"] if self.ratio else []
+        if ratios:
+            scored += ", " + ", ".join(f"{c} double" for c in RATIO_COLUMNS) + ", ratio_bin int"
         scores = (inputs[self.vectors["train"]].vectors()[0].read(spark).select("pair_id", "embedding")
-                  .mapInPandas(VectorScorer(near), f"pair_id long, {scored}")
+                  .mapInPandas(VectorScorer(near, ratio), f"pair_id long, {scored}")
                   .select("pair_id", *[F.col(f"{k}{i}").alias(name) for i, names in enumerate(columns)
-                                       for k, name in zip("dc", names)])
+                                       for k, name in zip("dc", names)], *ratios)
                   .join(inputs["quantize_train"].assignments.read(spark).select("pair_id", "cluster"), "pair_id"))
         texts = None
         if "src" in pool_pairs.columns:
@@ -178,24 +205,27 @@ class GuardStage(Stage[GuardResult]):
             duplicate = F.coalesce(duplicate, F.when(nearest >= threshold, F.lit(NEAR)))
         per_target = [name for names in columns for name in names]
         extra = [] if "max_cosine" in per_target else [nearest.alias("max_cosine")]  # over every target
-        scores = scores.select("pair_id", F.col("cluster").cast("int").alias("cluster"), *per_target, *extra,
+        scores = scores.select("pair_id", F.col("cluster").cast("int").alias("cluster"), *per_target, *extra, *ratios,
                                "tokens_src", "tokens_tgt", duplicate.alias("duplicate"))
         active = not cfg.keep_target_duplicates
         counts = tally(spark, keep=EXAMPLES)
         k = len(inputs["quantize_train"].centroids)
-        table = ctx.write_table(scores.mapInPandas(ScoreTally(counts, k, active), scores.schema), "scores")
-        for shared in (near, texts):
+        table = ctx.write_table(scores.mapInPandas(ScoreTally(counts, k, active, self.ratio), scores.schema), "scores")
+        for shared in (near, texts, ratio):
             if shared is not None:
                 shared.unpersist()
-        return self._summarize(counts.value, pool_pairs, k, active, threshold, table)
+        return self._summarize(counts.value, pool_pairs, k, active, threshold, table, self.ratio)
 
     @staticmethod
     def _summarize(counts: Tally, pool_pairs, k: int, active: bool, threshold: Optional[float],
-                   table: Table) -> GuardResult:
-        """Sizes and tokens per cluster without the duplicates (with them when the guard is off),
-        counts and examples of the duplicates found, as the scores' write tallied them."""
+                   table: Table, ratio: bool) -> GuardResult:
+        """Sizes and tokens per cluster (and ratio bin) without the duplicates (with them when the
+        guard is off), counts and examples of the duplicates found, as the scores' write tallied them."""
         zeros = np.zeros(k, np.int64)
         sizes, src, tgt = (counts.get(name, zeros).astype(np.int64) for name in ("sizes", "tokens_src", "tokens_tgt"))
+        bins = np.zeros(BINS if ratio else 0, np.int64)
+        bin_sizes, bin_src, bin_tgt = (counts.get(f"bin_{name}", bins).astype(np.int64)
+                                       for name in ("sizes", "tokens_src", "tokens_tgt"))
         found = {reason: int(n) for reason, n in zip(REASONS, counts.get("duplicates", np.zeros(len(REASONS)))) if n}
         examples = [{"pair_id": int(pid), "reason": reason, "max_cosine": round(float(cos), 4)}
                     for pid, reason, cos in counts.rows]
@@ -216,29 +246,33 @@ class GuardStage(Stage[GuardResult]):
                         f", {found.get(NEAR, 0)} of them by cosine >= {threshold}" if found.get(NEAR) else "",
                         ", selection.duplicate_cosine sets the cosine" if found.get(NEAR) else "")
         return GuardResult(sizes=sizes, tokens_src=src, tokens_tgt=tgt, duplicates=found, examples=examples,
-                           active=active, duplicate_cosine=threshold, scores=table)
+                           active=active, duplicate_cosine=threshold, scores=table, bin_sizes=bin_sizes,
+                           bin_tokens_src=bin_src, bin_tokens_tgt=bin_tgt)
 
 
 @dataclass
 class ScoreTally:
-    """mapInPandas body that passes the scores through while it counts, per cluster, the usable
-    pairs and their tokens (duplicates left out when the guard is active), the duplicates by
-    reason, and the first few duplicates by pair id."""
+    """mapInPandas body that passes the scores through while it counts, per cluster (and per
+    ratio bin), the usable pairs and their tokens (duplicates left out when the guard is active),
+    the duplicates by reason, and the first few duplicates by pair id."""
 
     counts: object  # a Tally accumulator
     k: int
     active: bool
+    ratio: bool = False  # the scores have a ratio_bin column
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         mine = Tally(keep=EXAMPLES)
         for pdf in batches:
             dup = pdf["duplicate"]
             usable = dup.isna().to_numpy() if self.active else np.ones(len(pdf), bool)
-            cluster = pdf["cluster"].to_numpy()[usable]
-            mine.add("sizes", np.bincount(cluster, minlength=self.k))
-            for side in ("src", "tgt"):
-                mine.add(f"tokens_{side}", np.bincount(cluster, pdf[f"tokens_{side}"].to_numpy()[usable],
-                                                       minlength=self.k).astype(np.int64))
+            units = [("", "cluster", self.k)] + ([("bin_", "ratio_bin", BINS)] if self.ratio else [])
+            for prefix, column, size in units:
+                unit = pdf[column].to_numpy()[usable]
+                mine.add(f"{prefix}sizes", np.bincount(unit, minlength=size))
+                for side in ("src", "tgt"):
+                    mine.add(f"{prefix}tokens_{side}", np.bincount(unit, pdf[f"tokens_{side}"].to_numpy()[usable],
+                                                                   minlength=size).astype(np.int64))
             mine.add("duplicates", np.array([(dup == reason).sum() for reason in REASONS], np.int64))
             marked = pdf[dup.notna()]
             mine.note(zip(marked["pair_id"].astype(int), marked["duplicate"], marked["max_cosine"].astype(float)))

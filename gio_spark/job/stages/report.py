@@ -49,6 +49,7 @@ class ReportStage(Stage[ReportResult]):
             summary["budget"]["tokens_written"] = written.tokens_out
         summary["quantization"] = {side: quantization_summary(inputs[f"quantize_{side}"].stats)
                                    for side in ("train", *self.targets)}
-        figure = render_report(summary, selection.to_dict(), guard.sizes, distances, nearest_other_distances(goals))
+        figure = render_report(summary, selection.to_dict(), guard.sizes, distances, nearest_other_distances(goals),
+                               guard.bin_sizes)
         ctx.fs.write_bytes(join(cfg.output, REPORT), figure)
         return ReportResult(summary=summary)

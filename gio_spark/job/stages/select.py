@@ -1,15 +1,22 @@
 """Select stage: GIO (the JAX core) on the driver, over the pool's and the target's centroids;
 only centroids and sizes are in memory here. Clusters whose pairs all duplicate the target
 are not offered. With a budget, GIO goes on in its order until the clusters' pairs (or tokens)
-reach it, and the last cluster is cut (by the write stage) to the exact budget."""
+reach it, and the last cluster is cut (by the write stage) to the exact budget.
+
+By density ratio (one target, ``selection.method`` auto or density_ratio), GIO still runs, and
+its own stop says how much to select when there is no budget; the pairs are then taken by their
+density ratio score, highest first: whole bins of the score (the guard counted each bin's pairs
+and tokens) down to the budget, the last bin cut by the write stage."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from ...density_ratio import BINS
 from ...errors import UserError
 from ...gio import knn_kl, select
 from ...gio.mixture import claim, shares
@@ -33,6 +40,7 @@ class SelectResult(Result):
     budget: Optional[dict] = None  # unit, amount, what was reached, and where GIO's own stop was
     cut: Optional[dict] = None  # the last cluster's share of the budget: {cluster, keep, unit}
     targets: Optional[dict] = None  # named targets: each one's clusters, cut and figures, by side
+    ratio: Optional[dict] = None  # by density ratio: the bins taken, their sizes, the cut, how the size was set
 
     def to_dict(self) -> dict:
         out = {**self.gio, "chosen_clusters": self.chosen_clusters, "chosen_cluster_sizes": self.chosen_cluster_sizes,
@@ -43,13 +51,32 @@ class SelectResult(Result):
             out["budget"], out["cut"] = self.budget, self.cut
         if self.targets is not None:
             out["targets"] = self.targets
+        if self.ratio is not None:
+            out["method"], out["density_ratio"] = "density_ratio", self.ratio
+        else:
+            out["method"] = "gio"
         return out
 
+    @property
+    def unit(self) -> str:
+        """The scores' column that says which unit (cluster, or ratio bin) a pair is in."""
+        return "cluster" if self.ratio is None else "ratio_bin"
+
     def claims(self) -> list[tuple[str, list, Optional[dict]]]:
-        """(target side, its clusters in its order, the cut of its last one) for each target."""
+        """(target side, its units in its order, the cut of its last one) for each target; a cut
+        names its unit under ``id``."""
+        if self.ratio is not None:
+            return [("target", self.ratio["bins"], self.ratio["cut"] and {**self.ratio["cut"], "id": self.ratio["cut"]["bin"]})]
         if self.targets is None:
-            return [("target", self.chosen_clusters, self.cut)]
-        return [(side, t["clusters"], t["cut"]) for side, t in self.targets.items()]
+            return [("target", self.chosen_clusters, self.cut and {**self.cut, "id": self.cut["cluster"]})]
+        return [(side, t["clusters"], t["cut"] and {**t["cut"], "id": t["cut"]["cluster"]})
+                for side, t in self.targets.items()]
+
+    def unit_sizes(self, side: str) -> list:
+        """The usable pairs of each unit a target took, in its order."""
+        if self.ratio is not None:
+            return self.ratio["bin_sizes"]
+        return self.chosen_cluster_sizes if self.targets is None else self.targets[side]["cluster_sizes"]
 
 
 class SelectStage(Stage[SelectResult]):
@@ -64,6 +91,8 @@ class SelectStage(Stage[SelectResult]):
     def config(self, cfg):
         sel = cfg.selection
         common = (cfg.gio, sel.budget, sel.token_sides if sel.budget_tokens else None)
+        if cfg.by_ratio:
+            return (*common, "density_ratio")
         return common if cfg.target is not None else (*common, cfg.target_weights())
 
     def run(self, ctx: Context, inputs: Mapping[str, Result]) -> SelectResult:
@@ -80,7 +109,8 @@ class SelectStage(Stage[SelectResult]):
                             f"them in")
         if cfg.target is None:
             return self._mixture(cfg, inputs)
-        return self._one(cfg, inputs)
+        chosen = self._one(cfg, inputs)
+        return by_ratio(cfg, chosen, guard) if cfg.by_ratio else chosen
 
     def _one(self, cfg, inputs: Mapping[str, Result]) -> SelectResult:
         """One target: GIO to its own stop, or in its order to the budget."""
@@ -222,3 +252,38 @@ class SelectStage(Stage[SelectResult]):
                      "%d clusters (KL %.2f)", result.own_stop_reason, own, budget["gio_own_stop"]["pairs"],
                      budget["gio_own_stop"]["kl"], len(chosen), result.final_kl)
         return budget, cut
+
+
+def by_ratio(cfg, gio: SelectResult, guard: GuardResult) -> SelectResult:
+    """The selection by density ratio: bins of the ratio score, highest first, until their pairs
+    (or tokens) reach the budget, or without one the pairs GIO's own stop chose; the last bin is
+    cut. GIO's run stays in the result (its curve, its own stop) for the report."""
+    sizes = guard.bin_sizes
+    if cfg.selection.budget is None:
+        unit, weights, amount, size_from = "pairs", sizes, float(gio.pairs_selected), "gio_own_stop"
+    else:
+        kind, amount = cfg.selection.budget
+        unit, weights = ("tokens", guard.bin_tokens(cfg.selection.token_sides)) if kind == "tokens" else ("pairs", sizes)
+        if kind == "share":
+            amount = max(1.0, round(amount * float(sizes.sum())))
+        amount, size_from = float(amount), "budget"
+    order = [b for b in range(BINS - 1, -1, -1) if sizes[b] > 0]
+    reached = np.cumsum(weights[order].astype(np.float64))
+    last = int(np.searchsorted(reached, amount))  # the first bin at which the amount is reached
+    bins = order[: last + 1]
+    cut = None
+    if last < len(order):
+        before = float(reached[last - 1]) if last else 0.0
+        keep = amount - before
+        if keep < weights[bins[-1]]:
+            cut = {"bin": bins[-1], "keep": int(round(keep)) if unit == "pairs" else keep, "unit": unit}
+    picked = int(sizes[bins].sum()) - (int(sizes[cut["bin"]]) - cut["keep"] if cut and unit == "pairs" else 0)
+    ratio = {"size_from": size_from, "unit": unit, "amount": amount, "bins": [int(b) for b in bins],
+             "bin_sizes": [int(sizes[b]) for b in bins], "cut": cut, "pairs": picked,
+             "score_from": round(bins[-1] / BINS, 6) if bins else None}
+    if last >= len(order) and cfg.selection.budget is not None:
+        ratio["shortfall"] = amount - (float(reached[-1]) if len(reached) else 0.0)
+    log.info("select: by density ratio, %d pairs (%s) from %d score bins, scores from %.4f up%s", picked,
+             "the budget" if size_from == "budget" else "as many as GIO's own stop chose", len(bins),
+             ratio["score_from"] or 0.0, f"; the last bin cut to {cut['keep']:g} {unit}" if cut else "")
+    return dataclasses.replace(gio, pairs_selected=picked, cut=None, ratio=ratio)

@@ -81,20 +81,21 @@ class WriteStage(Stage[WriteResult]):
         pairs = inputs["pairs_train"].kept(spark)
         if "embedding" in pairs.columns:
             pairs = pairs.drop("embedding")
-        chosen = scores.mapInPandas(pick, chosen_schema(named))
-        upper = int(sum(selection.chosen_cluster_sizes))  # the chosen clusters' usable pairs
+        chosen = scores.mapInPandas(pick, chosen_schema(named, pick.ratio))
+        upper = sum(int(sum(selection.unit_sizes(side))) for side, _, _ in selection.claims())  # their usable pairs
         df = pairs.join(small(chosen, upper), "pair_id")
         shown = example_clusters(selection)
         df, seen = observed(df, **written_figures(df, cfg.selection.token_sides, [c for _, _, c, _ in shown],
-                                                  [n for n in map(target_name, cfg.target_sides()) if named]))
-        write_pairs(df.drop("tokens_src", "tokens_tgt"), cfg, join(tmp, SELECTED))
+                                                  [n for n in map(target_name, cfg.target_sides()) if named],
+                                                  selection.unit))
+        write_pairs(df.drop("tokens_src", "tokens_tgt", "ratio_bin"), cfg, join(tmp, SELECTED))
         figures = seen.get
         if figures["rows"] != pick.expected:
             raise RuntimeError(f"wrote {figures['rows']} pairs, the selection holds {pick.expected}")
         rows = verify_output(spark, cfg, join(tmp, SELECTED), figures)
         moves = [(SELECTED, join(out, SELECTED))]
         result = WriteResult(rows_out=rows, uri=join(cfg.output, SELECTED), tokens_out=int(figures["tokens"] or 0),
-                             examples=examples(figures, shown))
+                             examples=examples(figures, shown, "bin" if selection.ratio else "cluster"))
         if named:
             result.targets = {side: {"pairs": int(figures[f"rows_{target_name(side)}"]),
                                      "tokens": int(figures[f"tokens_{target_name(side)}"] or 0)}
@@ -120,15 +121,18 @@ class WriteStage(Stage[WriteResult]):
         return result
 
 
-def chosen_schema(named: bool) -> str:
-    """The selected pool pairs' scores (with the target each belongs to, for named targets)."""
+def chosen_schema(named: bool, ratio: bool = False) -> str:
+    """The selected pool pairs' scores (with the target each belongs to, for named targets, and
+    the density ratio score when it selected)."""
     return ("pair_id long, cluster int, " + ("target string, " if named else "")
-            + "selection_rank int, target_distance double, tokens_src int, tokens_tgt int")
+            + "selection_rank int, target_distance double, " + ("density_ratio double, ratio_bin int, " if ratio else "")
+            + "tokens_src int, tokens_tgt int")
 
 
 def scores_schema(scores, named: bool) -> str:
     """Every pool pair's scores as --write-scores writes them: the guard's, with its selection."""
-    kept = [f for f in scores.schema.fields if f.name not in ("tokens_src", "tokens_tgt", "cluster", "pair_id")]
+    kept = [f for f in scores.schema.fields if f.name not in ("tokens_src", "tokens_tgt", "cluster", "pair_id",
+                                                              "ratio_bin")]
     return ", ".join(["pair_id long", "cluster int", *(["target string"] if named else []), "selection_rank int",
                       *[f"{f.name} {f.dataType.simpleString()}" for f in kept]])
 
@@ -144,18 +148,23 @@ def small(df, rows: int):
 
 @dataclass
 class Picked:
-    """mapInPandas body over the guard's scores: the pairs of the chosen clusters with the target
-    they went to, their selection rank in its order and their distance to it (a cut cluster: only
-    the pair ids kept of it)."""
+    """mapInPandas body over the guard's scores: the pairs of the chosen units (clusters, or
+    ratio bins) with the target they went to, their selection rank in its order and their
+    distance to it (a cut unit: only the pair ids kept of it)."""
 
-    owner_of: np.ndarray  # [K] the target index each cluster went to, -1 for none
-    rank_of: np.ndarray  # [K] its selection rank in that target's order
+    owner_of: np.ndarray  # [units] the target index each unit went to, -1 for none
+    rank_of: np.ndarray  # [units] its selection rank in that target's order
     distances: list  # each target's distance column in the scores
     names: Optional[list]  # each target's name for the output's target column (None: one plain target)
     active: bool  # duplicates are kept out
     cuts: dict = field(default_factory=dict)  # cut cluster -> sorted pair ids kept of it
     expected: int = 0  # pairs selected
     all_rows: bool = False  # every pool pair, selection_rank (and target) null where not selected
+    unit: str = "cluster"  # the scores' column of the unit (cluster, or ratio_bin)
+
+    @property
+    def ratio(self) -> bool:
+        return self.unit == "ratio_bin"
 
     def every_row(self) -> "Picked":
         return dataclasses.replace(self, all_rows=True)
@@ -166,15 +175,15 @@ class Picked:
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for pdf in batches:
-            cluster = pdf["cluster"].to_numpy()
-            owner, rank = self.owner_of[cluster], self.rank_of[cluster]
+            unit = pdf[self.unit].to_numpy()
+            owner, rank = self.owner_of[unit], self.rank_of[unit]
             keep = owner >= 0
             if self.active:
                 keep &= pdf["duplicate"].isna().to_numpy()
             for c, ids in self.cuts.items():
-                keep &= (cluster != c) | np.isin(pdf["pair_id"].to_numpy(), ids)
+                keep &= (unit != c) | np.isin(pdf["pair_id"].to_numpy(), ids)
             if self.all_rows:
-                out = pdf.drop(columns=["tokens_src", "tokens_tgt"])
+                out = pdf.drop(columns=[c for c in ("tokens_src", "tokens_tgt", "ratio_bin") if c in pdf.columns])
                 out.insert(2, "selection_rank", pd.array(np.where(keep, rank, 0), dtype="Int32"))
                 out.loc[~keep, "selection_rank"] = pd.NA
                 if self.names is not None:
@@ -189,53 +198,62 @@ class Picked:
                 out["target"] = self._names(mine)  # strings even in an empty batch
             out["selection_rank"] = rank[keep].astype(np.int32)
             out["target_distance"] = near[np.arange(len(rows)), mine]
+            if self.ratio:
+                out["density_ratio"], out["ratio_bin"] = rows["density_ratio"].to_numpy(), rows["ratio_bin"].to_numpy()
             out["tokens_src"], out["tokens_tgt"] = rows["tokens_src"].to_numpy(), rows["tokens_tgt"].to_numpy()
             yield out
 
 
 def picked(scores, guard, selection, token_sides: str, sides: list, named: bool) -> Picked:
     """Which pool pairs are selected, and for which target: every usable pair of each target's
-    clusters but its last one's beyond its budget. That cluster's pairs are taken nearest the
-    target first (ties by pair id): to a pair budget, the first ``keep``; to a token budget, each
-    pair that still fits, in that order (a long pair is passed over, shorter ones after it may
-    fit). The cut clusters' rows come to the driver together (one cluster a target) to decide."""
-    k = len(guard.sizes)
-    owner_of, rank_of = np.full(k, -1, np.int64), np.full(k, -1, np.int64)
+    units (clusters, or ratio bins) but its last one's beyond its budget. That unit's pairs are
+    taken nearest the target first (for a ratio bin: highest ratio first; ties by pair id): to a
+    pair budget, the first ``keep``; to a token budget, each pair that still fits, in that order
+    (a long pair is passed over, shorter ones after it may fit). The cut units' rows come to the
+    driver together (one unit a target) to decide."""
+    unit = selection.unit
+    sizes = guard.bin_sizes if unit == "ratio_bin" else guard.sizes
+    owner_of, rank_of = np.full(len(sizes), -1, np.int64), np.full(len(sizes), -1, np.int64)
     claims = selection.claims()
     distances = [score_columns(side)[0] for side in sides]
-    cut_rows = _cut_rows(scores.filter(F.col("duplicate").isNull()) if guard.active else scores,
-                         [cut["cluster"] for _, _, cut in claims if cut], distances)
+    order = ["density_ratio"] if unit == "ratio_bin" else distances
+    cut_rows = _cut_rows(scores.filter(F.col("duplicate").isNull()) if guard.active else scores, unit,
+                         [cut["id"] for _, _, cut in claims if cut], order)
     cuts, expected = {}, 0
-    for index, (side, clusters, cut) in enumerate(claims):
-        clusters = np.asarray(clusters, dtype=np.int64)
-        owner_of[clusters], rank_of[clusters] = sides.index(side), np.arange(len(clusters))
-        expected += int(guard.sizes[clusters].sum())
+    for index, (side, units, cut) in enumerate(claims):
+        units = np.asarray(units, dtype=np.int64)
+        owner_of[units], rank_of[units] = sides.index(side), np.arange(len(units))
+        expected += int(sizes[units].sum())
         if not cut:
             continue
-        rows = cut_rows[cut_rows["cluster"] == cut["cluster"]] \
-            .sort_values([score_columns(side)[0], "pair_id"], kind="stable")
+        rows = cut_rows[cut_rows[unit] == cut["id"]]
+        if unit == "ratio_bin":
+            rows = rows.assign(_order=-rows["density_ratio"]).sort_values(["_order", "pair_id"], kind="stable")
+        else:
+            rows = rows.sort_values([score_columns(side)[0], "pair_id"], kind="stable")
         if cut["unit"] == "pairs":
             size = np.ones(len(rows), np.int64)
         else:
             size = {"src": rows["tokens_src"], "tgt": rows["tokens_tgt"]}.get(
                 token_sides, rows["tokens_src"] + rows["tokens_tgt"]).to_numpy()
         kept = rows["pair_id"].to_numpy()[fitting(size, cut["keep"])]
-        cuts[int(cut["cluster"])] = np.sort(kept).astype(np.int64)
-        expected += len(kept) - int(guard.sizes[cut["cluster"]])
+        cuts[int(cut["id"])] = np.sort(kept).astype(np.int64)
+        expected += len(kept) - int(sizes[cut["id"]])
         if expected == 0 and index == len(sides) - 1:  # never an empty success
             shortest = int(size.min()) if len(rows) else 0
             raise UserError(f"selection.budget_{cut['unit']}: {cut['keep']:g} {cut['unit']} fit no pair of the "
-                            f"cluster GIO chose first (its shortest pair has {shortest} tokens); raise the budget")
+                            f"{'score bin' if unit == 'ratio_bin' else 'cluster GIO chose'} first (its shortest pair "
+                            f"has {shortest} tokens); raise the budget")
     names = [target_name(side) for side in sides] if named else None
-    return Picked(owner_of, rank_of, distances, names, guard.active, cuts, expected)
+    return Picked(owner_of, rank_of, distances, names, guard.active, cuts, expected, unit=unit)
 
 
-def _cut_rows(usable, clusters: list, distances: list) -> pd.DataFrame:
-    """The usable rows of the cut clusters, in one job (none without a cut)."""
-    columns = ["pair_id", "cluster", *distances, "tokens_src", "tokens_tgt"]
-    if not clusters:
+def _cut_rows(usable, unit: str, ids: list, order: list) -> pd.DataFrame:
+    """The usable rows of the cut units (clusters or ratio bins), in one job (none without a cut)."""
+    columns = list(dict.fromkeys(["pair_id", unit, *order, "tokens_src", "tokens_tgt"]))
+    if not ids:
         return pd.DataFrame(columns=columns)
-    return usable.filter(F.col("cluster").isin([int(c) for c in clusters])).select(*columns).toPandas()
+    return usable.filter(F.col(unit).isin([int(c) for c in ids])).select(*columns).toPandas()
 
 
 def fitting(sizes: np.ndarray, budget: float) -> np.ndarray:
@@ -249,10 +267,10 @@ def fitting(sizes: np.ndarray, budget: float) -> np.ndarray:
     return keep
 
 
-def written_figures(df, token_sides: str, clusters: list, names: list) -> dict:
+def written_figures(df, token_sides: str, clusters: list, names: list, unit: str = "cluster") -> dict:
     """What the write of the selected pairs counts as it goes: rows, tokens, a hash of the pair
     ids (checked against the files read back), rows and tokens of each named target, and two
-    example pairs of each given cluster."""
+    example pairs of each given unit (cluster, or ratio bin)."""
     tokens = {"src": F.col("tokens_src"), "tgt": F.col("tokens_tgt")}.get(token_sides,
                                                                           F.col("tokens_src") + F.col("tokens_tgt"))
     out = {"rows": F.count(F.lit(1)), "tokens": F.sum(tokens), "ids": id_hash_sum()}
@@ -262,7 +280,7 @@ def written_figures(df, token_sides: str, clusters: list, names: list) -> dict:
     texts = [c for c in ("src", "tgt") if c in df.columns]
     order = F.xxhash64("pair_id")
     for c in dict.fromkeys(clusters):
-        mine = F.when(F.col("cluster") == int(c), order)
+        mine = F.when(F.col(unit) == int(c), order)
         for i, pick in enumerate((F.min_by, F.max_by)):
             for col in ("pair_id", *texts):
                 out[f"example_{c}_{i}_{col}"] = pick(F.col(col), mine)
@@ -276,19 +294,20 @@ def id_hash_sum():
 
 
 def example_clusters(selection) -> list[tuple[Optional[str], int, int, int]]:
-    """(target name, rank, cluster, its usable pairs) of the clusters shown with examples: the
-    first and last three of one target's order; the first and the last of each named target's."""
+    """(target name, rank, unit, its usable pairs) of the units (clusters or ratio bins) shown
+    with examples: the first and last three of one target's order; the first and the last of
+    each named target's."""
     out = []
-    for side, clusters, _ in selection.claims():
-        sizes = (selection.chosen_cluster_sizes if selection.targets is None
-                 else selection.targets[side]["cluster_sizes"])
-        for r in example_ranks(len(clusters), ends=3 if selection.targets is None else 1):
-            out.append((target_name(side), r, int(clusters[r]), int(sizes[r])))
+    for side, units, _ in selection.claims():
+        sizes = selection.unit_sizes(side)
+        for r in example_ranks(len(units), ends=3 if selection.targets is None else 1):
+            out.append((target_name(side), r, int(units[r]), int(sizes[r])))
     return out
 
 
-def examples(figures: dict, shown: list) -> list[dict]:
-    """Two written pairs (one if that is all) of each cluster ``shown``, by pair id."""
+def examples(figures: dict, shown: list, key: str = "cluster") -> list[dict]:
+    """Two written pairs (one if that is all) of each unit ``shown`` (a cluster, or under ``key``
+    "bin" a ratio bin), by pair id."""
     out = []
     for name, r, c, size in shown:
         found = {}
@@ -298,7 +317,7 @@ def examples(figures: dict, shown: list) -> list[dict]:
                 texts = {col: figures[f"example_{c}_{i}_{col}"] for col in ("src", "tgt")
                          if f"example_{c}_{i}_{col}" in figures}
                 found[int(pid)] = {"pair_id": int(pid), **texts}
-        out.append({**({"target": name} if name is not None else {}), "rank": r + 1, "cluster": c, "pairs": size,
+        out.append({**({"target": name} if name is not None else {}), "rank": r + 1, key: c, "pairs": size,
                     "examples": [found[p] for p in sorted(found)]})
     return out
 

@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="gio-spark",
-    version="0.3.0",
+    version="0.4.0",
     description="Gradient Information Optimization (GIO) data selection as a distributed Spark job",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",

@@ -1,2 +1,2 @@
 """gio-spark: Gradient Information Optimization data selection as a Spark job."""
-__version__ = "0.3.0"
+__version__ = "0.4.0"

@@ -211,7 +211,7 @@ def test_submit_dry_run(tmp_path):
 
     assert plan["build"][-6:] == ["pip", "wheel", "--no-deps", ".", "-w", "dist/"]
     dsts = {u["dst"] for u in plan["uploads"]}
-    assert {"s3://bucket/gio-spark/dist/gio_spark-0.3.0-py3-none-any.whl",
+    assert {"s3://bucket/gio-spark/dist/gio_spark-0.4.0-py3-none-any.whl",
             "s3://bucket/gio-spark/dist/gio_spark.zip",
             "s3://bucket/gio-spark/jobs/gio_select.py",
             "s3://bucket/gio-spark/bootstrap/bootstrap.sh",
@@ -266,7 +266,7 @@ def test_submit_uploads_and_adds_step_against_moto(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("gio_emr_submit", EMR / "submit.py")
     submit = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(submit)
-    wheel = tmp_path / "gio_spark-0.3.0-py3-none-any.whl"
+    wheel = tmp_path / "gio_spark-0.4.0-py3-none-any.whl"
     wheel.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip will do
     config = tmp_path / "job.yaml"
     config.write_text("output: s3://bucket/out/\n")
@@ -281,7 +281,7 @@ def test_submit_uploads_and_adds_step_against_moto(tmp_path, monkeypatch):
         assert submit.main(["--cluster-id", cluster, "--s3-prefix", "s3://bucket/gio-spark", "--wheel", str(wheel),
                             "--config", str(config), "--", "--k", "100"]) == 0
         keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="bucket")["Contents"]}
-        assert keys == {"gio-spark/dist/gio_spark-0.3.0-py3-none-any.whl", "gio-spark/dist/gio_spark.zip",
+        assert keys == {"gio-spark/dist/gio_spark-0.4.0-py3-none-any.whl", "gio-spark/dist/gio_spark.zip",
                         "gio-spark/jobs/gio_select.py", "gio-spark/bootstrap/bootstrap.sh", "gio-spark/conf/job.yaml"}
         (step,) = emr.list_steps(ClusterId=cluster)["Steps"]
         args = step["Config"]["Args"]
@@ -522,7 +522,7 @@ def test_emr_dag_params_and_rendered_step(dagbag):
     (bootstrap,) = overrides["BootstrapActions"]
     assert bootstrap["ScriptBootstrapAction"]["Path"] == f"{prefix}/bootstrap/bootstrap.sh"
     bargs = bootstrap["ScriptBootstrapAction"]["Args"]
-    assert flag_value(bargs, "--wheel") == f"{prefix}/dist/gio_spark-0.3.0-py3-none-any.whl"
+    assert flag_value(bargs, "--wheel") == f"{prefix}/dist/gio_spark-0.4.0-py3-none-any.whl"
     assert "--yarn-gpu-cgroup" in bargs  # configurations-gpu.json needs the cgroup mount
 
 

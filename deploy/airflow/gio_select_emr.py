@@ -23,7 +23,7 @@ from airflow.providers.amazon.aws.operators.emr import (
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.sdk import DAG, Param, TriggerRule, task
 
-WHEEL_NAME = "gio_spark-0.3.0-py3-none-any.whl"
+WHEEL_NAME = "gio_spark-0.4.0-py3-none-any.whl"
 EMR_RELEASE = "emr-7.11.0"  # Spark 3.5; its python3 is 3.9, so bootstrap.sh installs python3.11
 PRIMARY_TYPE = "m5.xlarge"  # the driver runs here (client mode): GIO on the quantized centroids
 CORE_TYPE = "g5.2xlarge"  # 1 NVIDIA A10G, 8 vCPU, 32 GiB: matches configurations-gpu.json sizing

@@ -13,7 +13,7 @@
 #                        required with configurations-gpu.json (its yarn-site points at /spark-rapids-cgroup)
 #
 # Example (as EMR's --bootstrap-actions takes it):
-#   Path=s3://BUCKET/gio-spark/bootstrap/bootstrap.sh,Args=[--wheel,s3://BUCKET/gio-spark/dist/gio_spark-0.3.0-py3-none-any.whl,--yarn-gpu-cgroup]
+#   Path=s3://BUCKET/gio-spark/bootstrap/bootstrap.sh,Args=[--wheel,s3://BUCKET/gio-spark/dist/gio_spark-0.4.0-py3-none-any.whl,--yarn-gpu-cgroup]
 set -euo pipefail
 
 WHEEL=""

@@ -48,8 +48,19 @@ class _Formatter(logging.Formatter):
         return f"{when} [{record.name}] {record.levelname} {text}"
 
 
+_VERBOSE = False
+
+
+def verbose() -> bool:
+    """Whether the command line asked for everything (``--verbose``): Spark then logs as it
+    does by default, stack traces on the console included."""
+    return _VERBOSE
+
+
 def configure(verbose: bool = False) -> None:
     """Set up logging for a command-line run (also quiets third-party Python noise)."""
+    global _VERBOSE
+    _VERBOSE = verbose
     handler = _StderrHandler()
     handler.setFormatter(_Formatter())
     handler.set_name(HANDLER_NAME)

@@ -2,6 +2,9 @@
 characters, line ends, aligned output, checks from counts, and one-line errors."""
 import csv
 import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -21,6 +24,8 @@ from gio_spark.job.stages.write import id_hash_sum, verify_output
 from gio_spark.job.tally import observed
 
 from .test_job import POOL, STAGES, TARGET, job, read_input, write_text
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.spark
 
@@ -324,3 +329,22 @@ def test_unreachable_filesystem_is_one_line(spark, tmp_path, target, capsys):
     finally:
         hadoop.unset("ipc.client.connect.max.retries")
     assert f"hdfs://127.0.0.1:{port}/in/train" in err and "cannot be reached" in err and "Connection refused" in err
+
+
+def test_a_failed_task_is_one_console_line_in_a_real_process(tmp_path, target):
+    """The command line in a process of its own (its own session and JVM): a task that fails shows
+    as one line on the console (Spark's "Lost task", with the cause), the stacks go to Spark's log
+    file, which the error line names."""
+    write_text(tmp_path, "train", POOL, gz=True)
+    path = tmp_path / "train.de.gz"
+    path.write_bytes(path.read_bytes()[:200])  # truncated: reading it fails inside a task
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run([sys.executable, "-m", "gio_spark.cli", "run", "--master", "local[1]", "--train",
+                           str(tmp_path / "train"), "--target", target, "--output", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert lines[-1].startswith("gio-spark: error: train: cannot read") and "Spark's log, with its stack traces: " in lines[-1]
+    assert any("Lost task" in line and "[spark]" in line for line in lines), proc.stderr[-3000:]
+    event = re.compile(r"^(\d\d:\d\d:\d\d |gio-spark: |WARNING: Using incubator modules)")
+    assert all(event.match(line) for line in lines), proc.stderr[-3000:]  # no stack, no continuation line

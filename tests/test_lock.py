@@ -76,8 +76,12 @@ def test_heartbeat_decides_for_a_lock_of_another_host(fs, tmp_path):
 
 def test_a_running_owner_renews_its_heartbeat(fs, tmp_path):
     with OutputLock(fs, str(tmp_path), heartbeat_s=0.2) as lock:
-        time.sleep(1.0)
-        seen = LockInfo.parse((tmp_path / LOCK_NAME).read_text())
+        deadline = time.monotonic() + 30  # a loaded machine may run the heartbeat late: wait for it, not a fixed time
+        while True:
+            seen = LockInfo.parse((tmp_path / LOCK_NAME).read_text())
+            if seen.heartbeat_epoch > seen.started_epoch + 0.5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert seen.owner == lock.info.owner and seen.heartbeat_epoch > seen.started_epoch + 0.5
         with pytest.raises(UserError, match="is in use by"):  # alive: never stale, even when forced
             OutputLock(fs, str(tmp_path), stale_after_s=0.9, force=True).acquire()

@@ -13,6 +13,9 @@ from .test_job import POOL, TARGET
 pytestmark = [pytest.mark.spark, pytest.mark.spark35]
 
 
+SERVER: dict = {}  # the running local S3 server (a test stops and restarts it) and its port
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -32,6 +35,7 @@ def s3(spark):
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
+    SERVER["server"], SERVER["port"] = server, port
     endpoint = f"http://127.0.0.1:{port}"
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
@@ -50,7 +54,7 @@ def s3(spark):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-    server.stop()
+    SERVER["server"].stop()
 
 
 def put_pairs(client, key, rows):
@@ -131,3 +135,64 @@ def test_s3_lock_is_a_conditional_put(s3, spark):
     first.release()
     left = [o["Key"] for o in s3.list_objects_v2(Bucket="gio", Prefix="out/lock/").get("Contents", [])]
     assert [k for k in left if not k.endswith("/")] == []  # S3A may leave a folder marker, never the lock
+
+
+def test_an_output_bucket_that_does_not_exist_is_one_line_before_any_spark_job(s3, capsys, caplog):
+    put_pairs(s3, "in/train", POOL)
+    put_pairs(s3, "in/dev", TARGET)
+    code = main(["run", "--train", "s3a://gio/in/train", "--target", "s3a://gio/in/dev", "--src-lang", "en",
+                 "--tgt-lang", "de", "--output", "s3a://nobucket/out"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1] == ("gio-spark: error: cannot check s3a://nobucket/out: the bucket nobucket does not "
+                                     "exist (create it, or check the name)")
+    assert not [r for r in caplog.records if r.getMessage().startswith("stage ")]  # no stage started
+
+
+def test_the_endpoint_going_away_during_the_write(s3, spark, capsys, monkeypatch):
+    """The S3 server stops while the write stage runs: one line naming the output and the cause,
+    exit 2, no _SUCCESS, the lock named as left; once the server is back, a rerun completes with
+    each pair once."""
+    from moto.server import ThreadedMotoServer
+
+    from gio_spark.job.stages import write
+
+    s3.create_bucket(Bucket="flaky")
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    for key, value in {"attempts.maximum": "1", "retry.limit": "1", "retry.interval": "100",  # give up in seconds
+                       "connection.establish.timeout": "2000", "connection.timeout": "5000"}.items():
+        hadoop.set(f"fs.s3a.bucket.flaky.{key}", value)
+    put_pairs(s3, "in/train", POOL)
+    put_pairs(s3, "in/dev", TARGET)
+    args = ["run", "--train", "s3a://gio/in/train", "--target", "s3a://gio/in/dev", "--src-lang", "en", "--tgt-lang",
+            "de", "--output", "s3a://flaky/out", "--k", "30", "--set", "quantize.seed=3", "--set", "gio.max_iter=30"]
+    write_pairs = write.write_pairs
+
+    def stop_then_write(*args, **kwargs):  # the selected pairs' write starts with the server gone
+        SERVER["server"].stop()
+        return write_pairs(*args, **kwargs)
+
+    monkeypatch.setattr(write, "write_pairs", stop_then_write)
+    try:
+        assert main(args) == 2
+    finally:
+        SERVER["server"] = ThreadedMotoServer(ip_address="127.0.0.1", port=SERVER["port"])
+        SERVER["server"].start()
+    monkeypatch.setattr(write, "write_pairs", write_pairs)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("gio-spark: error: cannot write s3a://flaky/out: its filesystem cannot be reached "
+                              "(ConnectException: Connection refused); its lock s3a://flaky/out/_LOCK stays (its "
+                              "filesystem cannot be reached): once that answers again, rerun with --force-unlock"), err[-1]
+    assert "Traceback" not in "\n".join(err)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="flaky", Prefix="out/").get("Contents", [])}
+    assert "out/_SUCCESS" not in keys and "out/_LOCK" in keys
+    assert main(args) == 2  # the lock is named as left, not taken over unasked
+    assert "its run in this process has ended); rerun with --force-unlock" in capsys.readouterr().err
+    assert main([*args, "--force-unlock"]) == 0
+    manifest = json.loads(s3.get_object(Bucket="flaky", Key="out/manifest.json")["Body"].read())
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    fs = pafs.S3FileSystem(endpoint_override=os.environ["AWS_ENDPOINT_URL"], scheme="http",
+                           access_key="testing", secret_key="testing", region="us-east-1")
+    table = ds.dataset("flaky/out/selected", filesystem=fs, format="parquet").to_table().to_pandas()
+    assert table.pair_id.is_unique and len(table) == manifest["rows"]["selected"] > 0

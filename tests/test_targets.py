@@ -53,6 +53,58 @@ def test_a_cluster_goes_to_the_target_that_ranked_it_first():
     assert tie_a.clusters == [3, 0] and tie_b.clusters == [1]
 
 
+def _check(orders, weight, wanted, smallest, taken):
+    """The claims' invariants: each cluster to one target at most, a target over its share by no
+    more than its last cluster's cut, nothing taken with nothing wanted."""
+    seen = [c for mine in taken for c in mine.clusters]
+    assert len(seen) == len(set(seen))
+    for order, share, mine in zip(orders, wanted, taken):
+        assert set(mine.clusters) <= set(order)
+        if share == 0:
+            assert mine.clusters == [] and mine.reached == 0
+        kept = sum(weight[c] for c in mine.clusters[:-1]) + (mine.keep_last if mine.keep_last is not None else
+                                                              (weight[mine.clusters[-1]] if mine.clusters else 0))
+        assert kept <= share + 1e-9 and mine.reached <= share + 1e-9
+        if mine.keep_last is not None:
+            assert smallest[mine.clusters[-1]] <= mine.keep_last  # a cut cluster keeps something
+
+
+def test_claims_are_disjoint_within_the_budget_and_a_zero_weight_changes_nothing():
+    rng = np.random.default_rng(7)
+    for case in range(300):
+        k, n_targets = int(rng.integers(3, 40)), int(rng.integers(2, 5))
+        weight = rng.integers(1, 60, size=k).astype(float)
+        smallest = np.minimum(weight, rng.integers(1, 12, size=k)).astype(float)
+        orders = [list(rng.permutation(k)[: int(rng.integers(1, k + 1))]) for _ in range(n_targets)]
+        kinds = rng.choice(["zero", "tiny", "huge", "equal", "any"], size=n_targets)
+        weights = [{"zero": 0.0, "tiny": 1e-9, "huge": 1e12, "equal": 1.0}.get(w, float(rng.uniform(0.1, 5)))
+                   for w in kinds]
+        if sum(weights) == 0:
+            weights[0] = 1.0
+        budget = float(rng.integers(1, int(weight.sum()) + 1))
+        whole = bool(case % 2)
+        wanted = shares(weights, budget, whole=whole)
+        assert sum(wanted) == pytest.approx(budget) and (not whole or all(float(w).is_integer() for w in wanted))
+        least = None if whole else smallest
+        taken = claim(orders, weight, wanted, least)
+        _check(orders, weight, wanted, np.ones(k) if whole else smallest, taken)
+        assert sum(m.reached for m in taken) <= budget + 1e-6
+        zero = [t for t, w in enumerate(weights) if w == 0]
+        if zero:  # without the zero-weight targets, the others claim exactly the same
+            rest = [t for t in range(n_targets) if t not in zero]
+            alone = claim([orders[t] for t in rest], weight, [wanted[t] for t in rest], least)
+            assert [(m.clusters, m.keep_last) for m in alone] == [(taken[t].clusters, taken[t].keep_last) for t in rest]
+
+
+def test_a_target_takes_no_cluster_it_would_keep_nothing_of():
+    weight = np.array([10.0, 10.0, 10.0])
+    a, b = claim([[0, 1], [0, 2]], weight, [0.0, 15.0])  # a weight of 0: a claims nothing, b keeps its first
+    assert a.clusters == [] and b.clusters == [0, 2] and b.keep_last == 5
+    smallest = np.array([8.0, 3.0, 3.0])  # tokens of each cluster's shortest pair
+    (c,) = claim([[1, 0, 2]], weight, [15.0], smallest)  # 5 tokens left: cluster 0's pairs are all longer
+    assert c.clusters == [1, 2] and c.keep_last == 5
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("targets")
@@ -85,6 +137,27 @@ def test_two_targets_share_a_pair_budget_by_their_weights(mixture, data):
     assert {"pairs_target", "embed_target"}.isdisjoint(mixture["stages"])
     jobs = mixture["spark"]["jobs"]  # the targets share the guard's and the write's jobs, as one target has them
     assert jobs["guard"] <= 6 and jobs["write"] <= 7, jobs  # write: 5, the cut clusters 1, the scores 1
+
+
+def test_a_target_of_weight_0_changes_nothing_and_tokens_are_per_target(mixture, spark, data, caplog):
+    folder, train, medicine, _, _ = data
+    store = str(folder / "weights-stages")
+    zero = run_job(named(folder / "zero", train, {"z": medicine, "a": medicine}, weights={"z": 0, "a": 1},
+                         selection={"budget_pairs": 20}, stages_dir=store), spark)
+    alone = run_job(job(folder / "alone", train, medicine, selection={"method": "gio", "budget_pairs": 20},
+                        stages_dir=store), spark)
+    mine = pd.read_parquet(folder / "zero" / "out" / "selected")
+    assert set(mine.target) == {"a"} and zero["summary"]["targets"]["target_z"]["pairs"] == 0
+    assert sorted(mine.pair_id) == sorted(pd.read_parquet(folder / "alone" / "out" / "selected").pair_id)
+    assert zero["selection"]["targets"]["target_z"]["clusters"] == []
+    assert not [r for r in caplog.records if "gets 0" in r.getMessage()]  # a weight of 0 asks for nothing
+    tiny = run_job(named(folder / "tiny", train, {"z": medicine, "a": medicine}, weights={"z": 1e-9, "a": 1},
+                         selection={"budget_pairs": 20}, stages_dir=store), spark)
+    assert tiny["summary"]["targets"]["target_z"]["pairs"] == 0
+    assert [r for r in caplog.records if r.getMessage().startswith("select: z: its weight (1e-09 of the whole) gets 0 "
+                                                                   "of the 20 pairs of the budget")]
+    for side, t in mixture["selection"]["targets"].items():  # tokens beside pairs, as written
+        assert t["tokens"] == mixture["summary"]["targets"][side]["tokens"] > 0
 
 
 def test_a_copy_of_one_targets_pair_is_kept_from_every_target(mixture, data):

@@ -7,7 +7,10 @@ cluster at position r of its order unless another target took it already, that i
 earlier (or at the same position and is listed first). A target whose cluster was taken goes on
 in its own order. With shares (a budget), a target takes clusters until their weights reach its
 share, the last one counted for what is left of the share (the write stage cuts it); without,
-it takes what GIO chose before its own stop, less what others took first. Numpy only.
+it takes what GIO chose before its own stop, less what others took first. A target takes no
+cluster it would keep nothing of: none with a share of 0, and none whose smallest item (one pair,
+or its shortest pair's tokens) is more than what is left of its share; so a target with weight 0
+changes nothing for the others. Numpy only.
 """
 from __future__ import annotations
 
@@ -43,21 +46,24 @@ def shares(weights: Sequence[float], amount: float, whole: bool) -> list[float]:
     return floor.tolist()
 
 
-def claim(orders: Sequence[Sequence[int]], weight: np.ndarray, wanted: Sequence[Optional[float]]) -> list[Claims]:
+def claim(orders: Sequence[Sequence[int]], weight: np.ndarray, wanted: Sequence[Optional[float]],
+          smallest: Optional[np.ndarray] = None) -> list[Claims]:
     """Each target's clusters, none taken twice. ``orders[t]`` is target t's GIO order (cluster
     indices); ``weight[c]`` what cluster c holds (pairs or tokens); ``wanted[t]`` target t's
-    share, or None to take its whole order (less what others took first)."""
+    share, or None to take its whole order (less what others took first); ``smallest[c]`` the
+    least a target keeps of cluster c if it keeps anything (default 1: one pair)."""
     owner: dict[int, int] = {}
     out = [Claims() for _ in orders]
-    active = [True] * len(orders)
+    least = np.ones(len(weight)) if smallest is None else np.asarray(smallest, dtype=np.float64)
+    active = [w is None or w > 0 for w in wanted]
     for r in range(max((len(o) for o in orders), default=0)):
         for t, order in enumerate(orders):
             if not active[t] or r >= len(order):
                 continue
             c = int(order[r])
             mine = out[t]
-            if c in owner:
-                continue
+            if c in owner or (wanted[t] is not None and wanted[t] - mine.reached < least[c]):
+                continue  # another's, or it would keep none of it
             owner[c] = t
             mine.clusters.append(c)
             mine.ranks.append(r)

@@ -166,11 +166,15 @@ def targets_from_flags(data: dict[str, Any], given: Optional[list[str]], fmt: Op
         entries = {t.get("name"): t for t in data.get("targets") or []}
         if not entries:
             raise UserError("--target-weights needs named targets (--target NAME=PREFIX)")
+        given: set[str] = set()
         for item in weights.split(","):
             name, sep, value = item.partition("=")
             if not sep or name.strip() not in entries:
                 raise UserError(f"--target-weights: {item.strip()!r} is not NAME=WEIGHT of a target "
                                 f"({', '.join(entries)})")
+            if name.strip() in given:
+                raise UserError(f"--target-weights: {name.strip()} is given twice; give each target's weight once")
+            given.add(name.strip())
             entries[name.strip()]["weight"] = value.strip()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import typing
 from pathlib import PurePosixPath
@@ -101,7 +102,7 @@ class TargetConfig(InputConfig):
     targets share it equally when no weight is given)."""
 
     name: TargetName
-    weight: Optional[Annotated[float, Field(ge=0)]] = None
+    weight: Optional[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = None
 
     def input(self) -> InputConfig:
         """The input alone (what its read stage depends on: not its name nor its weight)."""
@@ -242,8 +243,13 @@ class JobConfig:
         weights = [t.weight for t in self.targets]
         if any(w is None for w in weights) and any(w is not None for w in weights):
             raise ValueError("give a weight to every target or to none (then they share equally)")
-        if self.targets and weights[0] is not None and sum(weights) <= 0:
-            raise ValueError(f"target weights must add up to more than 0, got {', '.join(map(str, weights))}")
+        if self.targets and weights[0] is not None:
+            total = sum(weights)
+            if not total > 0:
+                raise ValueError(f"target weights must add up to more than 0, got {', '.join(map(str, weights))}")
+            if not math.isfinite(total):
+                raise ValueError(f"target weights must add up to a finite number, got {', '.join(map(str, weights))} "
+                                 f"(only their ratios matter: 1 and 3 are 1e300 and 3e300)")
         for side, inp in self.inputs().items():
             if side != "train" and (self.train.format == "vectors") != (inp.format == "vectors"):
                 raise ValueError(f"train.format={self.train.format!r} and {side_key(side)}.format={inp.format!r}: "

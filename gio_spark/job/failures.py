@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Optional
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 from ..errors import UserError
 from .uri import canonical_file_uri, redact, shown
@@ -49,6 +49,7 @@ def root_cause(exc: BaseException) -> Optional[str]:
 # (pattern on "Class: message" of any cause, what it means for the path)
 _KINDS = (
     (re.compile(r"UnsupportedFileSystemException|No FileSystem for scheme", re.I), "no_filesystem"),
+    (re.compile(r"UnknownStoreException|NoSuchBucket|specified bucket does not exist", re.I), "no_bucket"),
     (re.compile(r"ConnectException|UnknownHostException|NoRouteToHostException|ConnectTimeoutException|"
                 r"SocketTimeoutException|Unable to execute HTTP request|Connection refused", re.I), "unreachable"),
     (re.compile(r"No space left on device|DiskOutOfSpace|QuotaExceeded", re.I), "full"),
@@ -93,6 +94,9 @@ def explain(exc: BaseException, uri: str, action: str = "use") -> Optional[UserE
     if name == "no_filesystem":
         scheme = where.split(":", 1)[0]
         return UserError(f"cannot {action} {where}: this Spark has no filesystem for {scheme}:{_scheme_hint(uri)}")
+    if name == "no_bucket":
+        bucket = urlparse(uri).netloc or where
+        return UserError(f"cannot {action} {where}: the bucket {bucket} does not exist (create it, or check the name)")
     if name == "unreachable":
         return UserError(f"cannot {action} {where}: its filesystem cannot be reached ({cause})")
     if name == "full":

@@ -21,15 +21,17 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from ..errors import UserError
+from . import failures
 from .fs import FileSystem
 from .session import in_new_thread
-from .uri import join
+from .uri import join, redact, shown
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "_LOCK"
 DEFAULT_STALE_MINUTES = 10.0
 HEARTBEAT_S = 60.0
+RELEASE_S = 60.0  # how long releasing the lock may take (an unreachable object store retries for minutes)
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,10 @@ class LockInfo:
 
 
 UNREADABLE = LockInfo("", "", -1, "", 0.0, 0.0)
+_HELD: set[str] = set()  # owners of the locks this process holds now (a notebook runs many jobs in one process)
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -88,8 +89,11 @@ def stale_reason(info: LockInfo, stale_after_s: float, now: Optional[float] = No
     quiet = (now if now is not None else time.time()) - info.heartbeat_epoch
     if quiet > stale_after_s:
         return f"its heartbeat stopped {quiet / 60:.0f} min ago"
-    if info.host == socket.gethostname() and not _pid_alive(info.pid):
-        return f"process {info.pid} is gone on this host"
+    if info.host == socket.gethostname():
+        if info.pid == os.getpid():
+            return None if info.owner in _HELD else "its run in this process has ended"
+        if not _pid_alive(info.pid):
+            return f"process {info.pid} is gone on this host"
     return None
 
 
@@ -126,6 +130,7 @@ class OutputLock:
             if self.fs.create_exclusive(self.uri, json.dumps(asdict(self.info)).encode()):
                 if self._mine(self._read()):  # on storage without atomic create: the last writer wins
                     self.held = True
+                    _HELD.add(self.info.owner)
                     log.info("locked %s as %s", self.output, self.info.describe())
                     self._start_heartbeat()
                     return
@@ -172,10 +177,13 @@ class OutputLock:
         """Remove the lock if it is still this run's (in a thread of its own: after Ctrl-C the
         interrupted thread's connection to the JVM is unusable)."""
         if self.held:
-            in_new_thread(self._release)
+            done = in_new_thread(self._release, timeout_s=RELEASE_S)
+            if not done:
+                raise TimeoutError(f"its filesystem did not answer in {RELEASE_S:.0f} s")
 
-    def _release(self) -> None:
+    def _release(self) -> bool:
         self.held = False
+        _HELD.discard(self.info.owner)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -185,10 +193,22 @@ class OutputLock:
         else:
             log.warning("lock of %s was taken over by %s; leaving it", self.output,
                         current.describe() if current else "nobody")
+        return True
 
     def __enter__(self) -> "OutputLock":
         self.acquire()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.release()
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            self.release()
+        except Exception as exc:
+            if kind is None:
+                raise
+            found = failures.kind(exc)
+            why = "its filesystem cannot be reached" if found and found[0] == "unreachable" else str(exc).splitlines()[0]
+            note = (f"; its lock {redact(shown(self.uri))} stays ({why}): once that answers again, rerun with "
+                    f"--force-unlock")
+            if isinstance(error, UserError):  # the run's own one line, with what became of its lock
+                raise UserError(f"{error}{note}") from error
+            log.error("could not release the lock%s", note)

@@ -45,6 +45,8 @@ def build_manifest(cfg: JobConfig, runner: Runner, spark: dict, seconds: float) 
         "seconds": {**{name: round(rec.seconds, 3) for name, rec in runner.records.items()}, "total": round(seconds, 3)},
         "spark": {**spark, "jobs": runner.spark_jobs()},
     }
+    for side, written in (r["write"].targets or {}).items():  # what was written of each named target, beside its pairs
+        manifest["selection"]["targets"][side]["tokens"] = written["tokens"]
     if "density_ratio" in r:
         manifest["density_ratio"] = r["density_ratio"].stats()
     for key, uri in (("excluded", r["write"].excluded_uri), ("scores", r["write"].scores_uri)):

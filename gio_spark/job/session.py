@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
+from .. import logs
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -116,9 +117,11 @@ def local_session(master: Optional[str] = None, app_name: str = "gio-spark", ext
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # one machine: stay on loopback
     builder = SparkSession.builder.appName(app_name).master(master)
     conf = dict(LOCAL_CONF)
-    # quiet from the JVM's first line (the log4j banner, native-hadoop and BLAS warnings)
-    conf["spark.driver.extraJavaOptions"] = (f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()} "
-                                             f"-Dgio.spark.log={SPARK_LOG}")
+    if not logs.verbose():
+        # quiet from the JVM's first line (the log4j banner, native-hadoop and BLAS warnings); a
+        # failed task one console line, its stack in SPARK_LOG
+        conf["spark.driver.extraJavaOptions"] = (f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()} "
+                                                 f"-Dgio.spark.log={SPARK_LOG}")
     jars = os.environ.get("GIO_SPARK_JARS")
     if jars:
         conf["spark.jars"] = jars

@@ -337,7 +337,8 @@ class Runner:
             raise
         except Exception as exc:
             where = folder or self.ctx.cfg.output  # a stage that is not reusable writes the run's output
-            error = stage.explain(exc) or (failures.explain(exc, where, "write") if _writing(exc, folder) else None)
+            writes = _writing(exc, folder) or not stage.reusable
+            error = stage.explain(exc) or (failures.explain(exc, where, "write") if writes else None)
             if error is None:
                 raise
             raise error from exc

@@ -28,16 +28,23 @@ def observed(df: DataFrame, **figures: Column) -> tuple[DataFrame, Observation]:
 
 
 class Tally:
-    """Sums of named arrays, and the ``keep`` smallest rows (tuples, compared as tuples)."""
+    """Sums of named arrays, element-wise minima of others, and the ``keep`` smallest rows
+    (tuples, compared as tuples)."""
 
     def __init__(self, keep: int = 0) -> None:
         self.keep = keep
         self.sums: dict[str, np.ndarray] = {}
+        self.minima: dict[str, np.ndarray] = {}
         self.rows: list[tuple] = []
 
     def add(self, name: str, values) -> None:
         values = np.asarray(values)
         self.sums[name] = self.sums[name] + values if name in self.sums else values.copy()
+
+    def least(self, name: str, values) -> None:
+        """Keep the element-wise minimum of ``values`` and what was seen under ``name``."""
+        values = np.asarray(values)
+        self.minima[name] = np.minimum(self.minima[name], values) if name in self.minima else values.copy()
 
     def note(self, rows) -> None:
         """Keep the smallest of the rows seen so far and ``rows``."""
@@ -47,11 +54,13 @@ class Tally:
     def merge(self, other: "Tally") -> "Tally":
         for name, values in other.sums.items():
             self.add(name, values)
+        for name, values in other.minima.items():
+            self.least(name, values)
         self.note(other.rows)
         return self
 
     def get(self, name: str, default: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
-        return self.sums.get(name, default)
+        return self.sums.get(name, self.minima.get(name, default))
 
 
 class _TallyParam(AccumulatorParam):

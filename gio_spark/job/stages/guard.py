@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 EXAMPLES = 5  # excluded pairs shown in the manifest
 SENTENCE_COSINE = 0.95  # near_embedding for the job's own embeddings (README: how it was chosen)
 REASONS = (EXACT, ONE_WORD, NEAR)
+TOKEN_SIDES = ("both", "src", "tgt")
+NO_PAIR = np.iinfo(np.int64).max  # the fewest tokens of a cluster without a usable pair
 
 
 @dataclass
@@ -53,12 +55,19 @@ class GuardResult(Result):
     active: bool = True  # duplicates are kept out of the selection
     duplicate_cosine: Optional[float] = None  # the near_embedding threshold; None: not applied
     scores: Optional[Table] = None  # [pair_id, cluster, target_distance, max_cosine, (ratio), tokens_*, duplicate]
+    # [K] the fewest tokens of a usable pair in each cluster, by token sides (both, src, tgt); a
+    # cluster without one holds NO_PAIR
+    least_tokens: np.ndarray = field(default_factory=lambda: np.zeros((3, 0), np.int64))
     bin_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [BINS] usable pairs per ratio bin
     bin_tokens_src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (empty without the ratio)
     bin_tokens_tgt: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def tokens(self, sides: str) -> np.ndarray:
         return {"src": self.tokens_src, "tgt": self.tokens_tgt}.get(sides, self.tokens_src + self.tokens_tgt)
+
+    def fewest_tokens(self, sides: str) -> np.ndarray:
+        """[K] the fewest tokens (on ``sides``) of a usable pair in each cluster (NO_PAIR: none)."""
+        return self.least_tokens[TOKEN_SIDES.index(sides)]
 
     def bin_tokens(self, sides: str) -> np.ndarray:
         return {"src": self.bin_tokens_src, "tgt": self.bin_tokens_tgt}.get(sides, self.bin_tokens_src + self.bin_tokens_tgt)
@@ -223,6 +232,7 @@ class GuardStage(Stage[GuardResult]):
         guard is off), counts and examples of the duplicates found, as the scores' write tallied them."""
         zeros = np.zeros(k, np.int64)
         sizes, src, tgt = (counts.get(name, zeros).astype(np.int64) for name in ("sizes", "tokens_src", "tokens_tgt"))
+        least = counts.get("least_tokens", np.full((len(TOKEN_SIDES), k), NO_PAIR, np.int64)).astype(np.int64)
         bins = np.zeros(BINS if ratio else 0, np.int64)
         bin_sizes, bin_src, bin_tgt = (counts.get(f"bin_{name}", bins).astype(np.int64)
                                        for name in ("sizes", "tokens_src", "tokens_tgt"))
@@ -246,7 +256,8 @@ class GuardStage(Stage[GuardResult]):
                         f", {found.get(NEAR, 0)} of them by cosine >= {threshold}" if found.get(NEAR) else "",
                         ", selection.duplicate_cosine sets the cosine" if found.get(NEAR) else "")
         return GuardResult(sizes=sizes, tokens_src=src, tokens_tgt=tgt, duplicates=found, examples=examples,
-                           active=active, duplicate_cosine=threshold, scores=table, bin_sizes=bin_sizes,
+                           active=active, duplicate_cosine=threshold, scores=table, least_tokens=least,
+                           bin_sizes=bin_sizes,
                            bin_tokens_src=bin_src, bin_tokens_tgt=bin_tgt)
 
 
@@ -266,6 +277,12 @@ class ScoreTally:
         for pdf in batches:
             dup = pdf["duplicate"]
             usable = dup.isna().to_numpy() if self.active else np.ones(len(pdf), bool)
+            least = np.full((len(TOKEN_SIDES), self.k), NO_PAIR, np.int64)
+            cluster = pdf["cluster"].to_numpy()[usable]
+            src, tgt = pdf["tokens_src"].to_numpy()[usable], pdf["tokens_tgt"].to_numpy()[usable]
+            for row, tokens in zip(least, (src + tgt, src, tgt)):
+                np.minimum.at(row, cluster, tokens.astype(np.int64))
+            mine.least("least_tokens", least)
             units = [("", "cluster", self.k)] + ([("bin_", "ratio_bin", BINS)] if self.ratio else [])
             for prefix, column, size in units:
                 unit = pdf[column].to_numpy()[usable]

@@ -160,6 +160,11 @@ class SelectStage(Stage[SelectResult]):
         budget = None
         if amount is not None:  # each target's share, and enough of each GIO order to fill it
             wanted = shares(list(cfg.target_weights().values()), amount, whole=unit == "pairs")
+            for side, share in zip(self.targets, wanted):
+                if share == 0 and cfg.target_weights()[side] > 0:
+                    log.warning("select: %s: its weight (%.3g of the whole) gets 0 of the %g %s of the budget; it "
+                                "selects nothing (raise its weight or the budget)", target_name(side),
+                                cfg.target_weights()[side], amount, unit)
             enough = min(float(weights.sum()), amount + len(self.targets) * float(weights.max()))
             budget = {"unit": cfg.selection.budget[0], "amount": cfg.selection.budget[1], "weight": unit,
                       "weight_target": amount}
@@ -170,7 +175,10 @@ class SelectStage(Stage[SelectResult]):
                          budget=None if amount is None else enough)
             runs[side] = run
             orders.append([int(offered[i]) for i in run.chosen_indices])
-        taken = claim(orders, weight_of, wanted)
+        smallest = None
+        if unit == "tokens":  # a target takes no cluster whose every pair is longer than what is left of its share
+            smallest = guard.fewest_tokens(cfg.selection.token_sides).astype(np.float64)
+        taken = claim(orders, weight_of, wanted, smallest)
         targets = {}
         for side, run, order, mine, share in zip(self.targets, runs.values(), orders, taken, wanted):
             goal = inputs[f"quantize_{side}"].centroids

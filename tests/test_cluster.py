@@ -196,3 +196,42 @@ def np_equal(x, y) -> bool:
     import numpy as np
 
     return np.array_equal(np.asarray(x), np.asarray(y))
+
+
+API_DRIVER = """
+import json, sys
+from pathlib import Path
+from pyspark.sql import SparkSession
+
+spark = SparkSession.builder.appName("notebook-like").getOrCreate()  # the session exists before the call
+from gio_spark import select_pairs
+
+def frame(prefix):
+    en = Path(prefix + ".en").read_text(encoding="utf-8").splitlines()
+    de = Path(prefix + ".de").read_text(encoding="utf-8").splitlines()
+    return spark.createDataFrame([(i, e, d) for i, (e, d) in enumerate(zip(en, de))], "id long, en string, de string")
+
+pool, target, stages, out = sys.argv[1:5]
+got = select_pairs(frame(pool), frame(target), text_col="en", tgt_col="de", id_col="id", budget_pairs=100,
+                   config={"quantize": {"k": 30, "seed": 5}, "gio": {"max_iter": 10}}, stages_dir=stages)
+ids = sorted(r.pair_id for r in got.selected.select("pair_id").collect())
+Path(out).write_text(json.dumps({"ids": ids, "master": spark.sparkContext.master, "app": spark.sparkContext.applicationId,
+                                 "alive": not spark.sparkContext._jsc.sc().isStopped()}))
+"""
+
+
+def test_the_notebook_api_on_the_cluster_in_the_callers_session(cluster, package_zip, config, local_ids, tmp_path):
+    """select_pairs in a session that exists before the call, as on Databricks: on the cluster's
+    executors, the same pairs as a local run of the same config, the caller's session left running."""
+    script = tmp_path / "api_driver.py"
+    script.write_text(API_DRIVER)
+    result = tmp_path / "result.json"
+    proc = cluster.submit(["--master", cluster.url, "--py-files", str(package_zip),
+                           "--conf", f"spark.pyspark.python={sys.executable}", "--conf", "spark.executor.memory=1g",
+                           "--conf", "spark.driver.memory=1g", str(script), config["train"]["path"],
+                           config["target"]["path"], str(tmp_path / "stages"), str(result)])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = json.loads(result.read_text())
+    assert got["master"] == cluster.url and got["alive"]
+    assert got["app"] in {a["id"] for a in cluster.apps()}
+    assert set(got["ids"]) == local_ids

@@ -31,6 +31,8 @@ def check_locations(fs: FileSystem, cfg: JobConfig) -> None:
     files with the user's data."""
     check_output_location(fs, cfg.output)
     for side, inp in cfg.inputs().items():
+        if not reader_for(inp.format).has_files:
+            continue
         root = static_prefix(inp.path)
         if is_within(cfg.output, root):
             raise UserError(f"output {cfg.output} is inside the {side} input {root}; choose an output outside the inputs")
@@ -67,6 +69,8 @@ def check_inputs_exist(fs: FileSystem, cfg: JobConfig) -> None:
     """Fail before any Spark job when an input path matches nothing."""
     for side, inp in cfg.inputs().items():
         reader = reader_for(inp.format)
+        if not reader.has_files:
+            continue
         candidates = reader.candidates(inp, cfg.src_lang, cfg.tgt_lang)
         if not any(fs.exists(c) or fs.glob(c) for c in candidates):
             relative = " (relative paths are resolved against the working directory)" if (

@@ -24,7 +24,7 @@ from ..gio.config import GIOConfig
 from ..validation import Flag, choices, describe, field_types
 from .uri import check_no_credentials, plain
 
-InputFormat = Literal["text", "tsv", "parquet", "hf", "vectors"]
+InputFormat = Literal["text", "tsv", "parquet", "hf", "vectors", "dataframe"]
 OutputFormat = Literal["parquet", "tsv", "text"]
 EmbedSide = Literal["src", "tgt", "both"]
 EmbedMethod = Literal["model", "static"]
@@ -65,7 +65,9 @@ class InputConfig:
     naming ``src_col``/``tgt_col`` (or 0-based column numbers when ``header`` is false).
     ``parquet``: columns ``src_col``/``tgt_col``. ``hf``: the Hugging Face WMT14 layout, a
     struct column ``translation`` with one field per language. ``vectors``: precomputed
-    embeddings, ``id_col`` and an array<float> ``vector_col``; no embedding stage.
+    embeddings, ``id_col`` and an array<float> ``vector_col``; no embedding stage. ``dataframe``:
+    a DataFrame given to ``gio_spark.select_pairs`` (readers/frame.py): ``src_col``, ``tgt_col``
+    (empty: no second side) and ``id_col`` (empty: ids from the rows' content).
 
     A path that exists is read as it is (a folder with every file below it; Hive-style
     ``key=value`` folders become columns for Parquet); otherwise it is a Hadoop glob pattern.

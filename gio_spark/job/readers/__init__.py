@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from .base import FILE_SHIFT, InputFiles, RawPairs, numbered_lines
+from .frame import FrameReader
 from .parquet import HFReader, ParquetReader
 from .text import TextReader
 from .tsv import TsvReader
 from .vectors import VectorsReader
 
-READERS = {r.format: r for r in (TextReader(), TsvReader(), ParquetReader(), HFReader(), VectorsReader())}
+READERS = {r.format: r for r in (TextReader(), TsvReader(), ParquetReader(), HFReader(), VectorsReader(),
+                                 FrameReader())}
 
 
 def reader_for(fmt: str):

@@ -31,8 +31,9 @@ UNNUMBERED = "unnumbered"  # never kept: a line whose input split changed betwee
 EMPTY_PAIR = "empty_pair"
 EMPTY_LINE = "empty_line"
 NULL_PAIR = "null_pair"
+DUPLICATE_ROW = "duplicate_row"  # a DataFrame's row identical to another, numbered by its content
 # every reason a row is not used; the read stage counts each (and refuses a run with an error reason)
-SKIP_REASONS = (UNDECODABLE, BAD_COLUMNS, UNMATCHED_FILE, UNNUMBERED, EMPTY_PAIR, EMPTY_LINE, NULL_PAIR)
+SKIP_REASONS = (UNDECODABLE, BAD_COLUMNS, UNMATCHED_FILE, UNNUMBERED, EMPTY_PAIR, EMPTY_LINE, NULL_PAIR, DUPLICATE_ROW)
 INTERNAL_COLUMNS = ("_skip", "_cols", "_tokens_src", "_tokens_tgt")
 # columns the job itself writes next to the user's: an input column of the same name is refused
 JOB_COLUMNS = ("pair_id", "src", "tgt", "cluster", "selection_rank", "target_distance", "density_ratio", "embedding")
@@ -84,6 +85,7 @@ class Reader:
 
     format: str
     embedded = False
+    has_files = True  # the input is files, checked and listed on a filesystem (not an in-memory DataFrame)
 
     def candidates(self, inp: InputConfig, src_lang: str, tgt_lang: str) -> list[str]:
         return [inp.path]

@@ -24,7 +24,7 @@ from gio_spark.job.pipeline import run_job
 from .conftest import ROOT, SHARED_DATA
 from .standalone import standalone_cluster
 
-pytestmark = [pytest.mark.spark, pytest.mark.cluster, pytest.mark.spark35]
+pytestmark = [pytest.mark.spark, pytest.mark.cluster]
 
 DOMAINS = ("EMEA", "KDE4", "JRC-Acquis")
 PER_DOMAIN = 200
@@ -146,6 +146,7 @@ def selected_ids(out: Path) -> set:
     return set(pd.read_parquet(out / "selected").pair_id)
 
 
+@pytest.mark.spark35
 def test_spark_submit_runs_on_the_cluster_and_matches_local(cluster, package_zip, config, local_ids, tmp_path):
     manifest = submit(cluster, package_zip, config, tmp_path / "out", tmp_path / "events", {})
     app_id = manifest["spark"]["app_id"]
@@ -164,6 +165,7 @@ def test_spark_submit_runs_on_the_cluster_and_matches_local(cluster, package_zip
     assert manifest["rows"]["selected"] == len(local_ids)
 
 
+@pytest.mark.spark35
 def test_static_vectors_and_gpu_task_resources_on_the_cluster(cluster, package_zip, config, local_static, tmp_path):
     """Static vectors (their fit included) on the two-executor cluster and on local[2], bit for
     bit, with GPU task resources that the workers' fake GPUs satisfy and CUDA cannot use."""

@@ -10,6 +10,7 @@ import pytest
 
 from gio_spark.cli import main
 from gio_spark.demo import generate
+from gio_spark.density_ratio import ratio_bin
 from gio_spark.errors import UserError
 from gio_spark.job.config import QuantizeConfig, config_from_dict
 from gio_spark.job.pipeline import run_job
@@ -210,16 +211,19 @@ def test_demo_run_reports_what_was_selected(spark, tmp_path, capsys, caplog):
     assert near["selected"]["p50"] < near["not_selected"]["p50"]  # the selection sits closer to the target
     examples = summary["examples"]
     ranks = [e["rank"] for e in examples]
-    assert ranks[:3] == [1, 2, 3] and ranks[-1] == summary["clusters_chosen"] and len(ranks) <= 6
+    ratio = selection["density_ratio"]  # one target: the pairs were taken by density ratio, score bin by bin
+    assert summary["method"] == "density_ratio" and summary["density_ratio"]["size_from"] == "gio_own_stop"
+    assert summary["pairs_selected"] == sum(selection["chosen_cluster_sizes"])  # as many as GIO's own stop chose
+    assert ranks[:3] == [1, 2, 3] and ranks[-1] == len(ratio["bins"]) and len(ranks) <= 6
     written = pd.read_parquet(out / "selected").set_index("pair_id")
     for e in examples:
-        assert e["cluster"] == selection["chosen_clusters"][e["rank"] - 1]
-        assert e["pairs"] == selection["chosen_cluster_sizes"][e["rank"] - 1]
-        assert len(e["examples"]) == min(2, e["pairs"])
-        for pair in e["examples"]:  # a pair of that cluster, as written
+        assert e["bin"] == ratio["bins"][e["rank"] - 1]
+        assert e["pairs"] == ratio["bin_sizes"][e["rank"] - 1]
+        assert 1 <= len(e["examples"]) <= min(2, e["pairs"])  # the last bin may be cut
+        for pair in e["examples"]:  # a pair of that bin, as written
             row = written.loc[pair["pair_id"]]
             assert (row["src"], row["tgt"]) == (pair["src"], pair["tgt"])
-            assert row["cluster"] == e["cluster"] and row["selection_rank"] == e["rank"] - 1
+            assert ratio_bin(np.array([row["density_ratio"]]))[0] == e["bin"] and row["selection_rank"] == e["rank"] - 1
     for side in ("train", "target"):  # k-means quality, in the manifest and the report's figures
         q, shown = manifest["quantize"][side], summary["quantization"][side]
         assert q["inertia"] > 0 and q["singletons"] >= 0 and q["empty"] == 0

@@ -27,7 +27,10 @@ REQS=("$@")
 PY="$VENV/bin/python"
 
 log() { echo "$NAME: $*" >&2; }
-venv_ok() { [ -x "$PY" ] && "$PY" -c "$CHECK" >/dev/null 2>&1; }
+# with --over-this-python, a cached venv is reused only over the same Python it was made over
+OVER_ID="$( [ "$OVER" = 1 ] && python -c 'import sys; print(sys.prefix)' || echo none)"
+venv_ok() { [ -x "$PY" ] && [ "$(cat "$VENV/.gio-over" 2>/dev/null || echo none)" = "$OVER_ID" ] \
+    && "$PY" -c "$CHECK" >/dev/null 2>&1; }
 
 if venv_ok; then
     log "reusing $VENV"
@@ -44,6 +47,7 @@ import site, sysconfig
 paths = sysconfig.get_paths()
 for p in dict.fromkeys([paths["purelib"], paths["platlib"], *site.getsitepackages()]):
     print(f"import site; site.addsitedir({p!r})")' > "$inner/_gio_outer_python.pth"
+        echo "$OVER_ID" > "$VENV/.gio-over"
     fi
     if [ "${#REQS[@]}" -gt 0 ]; then
         log "installing ${REQS[*]}"

@@ -43,5 +43,11 @@ def test_a_venv_over_this_python_sees_its_packages(tmp_path, outer):
     assert seen.returncode == 0 and seen.stdout.strip() == str(inner), seen.stderr
     again = make("python", inner, check, env)
     assert again.returncode == 0 and "reusing" in again.stderr
+    if outer == "a virtualenv":  # made over another Python: not reused
+        other = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+        Path(tmp_path, "bin").mkdir()
+        Path(tmp_path, "bin", "python").symlink_to(sys.executable)
+        remade = make("python", inner, "import pytest", other)
+        assert remade.returncode == 0 and "creating" in remade.stderr
     bad = make("python", tmp_path / "other", "import no_such_module_anywhere", env)
     assert bad.returncode == 1 and "fails its check" in bad.stderr

@@ -8,14 +8,16 @@ the same sequence (100k is inside 300k is inside 1M); the target is EMEA's 500 d
 
 Each size runs in a fresh process (its own Spark session and JVM, ``local[*]``), default k,
 ``--method static`` (token vectors fitted to the model; the embed stages run the tokenizer only)
-or ``model``, and a budget of ``--budget-share`` of the pool. Per stage it prints: seconds,
+or ``model``, a budget of ``--budget-share`` of the pool, and for each ``--select`` method
+(``density_ratio``, the default, and ``gio``: GIO's clusters, which has no density_ratio stage)
+a run of its own, the ratio of their whole jobs printed. Per stage it prints: seconds,
 rows per second (the pool's rows for pool stages), Spark jobs, shuffle bytes written (from
 Spark's event log), and the peak resident memory of the Python driver and of the JVM (driver
 and local executors) while the stage ran, sampled every 0.2 s; then the growth exponent of each
 stage's seconds between sizes (1: linear in the rows).
 
     python benchmarks/bench_scale.py [--rows 100000 300000 1000000] [--method static|model]
-        [--json out.json] [--tables-only]
+        [--select density_ratio gio] [--json out.json] [--tables-only]
 """
 from __future__ import annotations
 
@@ -175,7 +177,8 @@ def run_one(args) -> dict:
     pool = work / f"pool-{args.one}"
     write_pool(pool, args.one)
     write_target(work / "target")
-    events = work / f"events-{args.one}-{args.method}"
+    tag = f"{args.one}-{args.method}-{args.select}"
+    events = work / f"events-{tag}"
     shutil.rmtree(events, ignore_errors=True)
     events.mkdir(parents=True)
     spark = get_spark(extra_conf={"spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri(),
@@ -187,10 +190,10 @@ def run_one(args) -> dict:
     cfg = config_from_dict({
         "train": {"path": str(pool / "part-*")}, "target": {"path": str(work / "target" / "target")},
         "src_lang": "en", "tgt_lang": "xx", "output": str(work / f"out-{args.one}"), "if_exists": "overwrite",
-        "stages_dir": str(work / f"stages-{args.one}-{args.method}"),
-        "embedding": {"method": args.method}, "selection": {"budget_share": args.budget_share},
+        "stages_dir": str(work / f"stages-{tag}"),
+        "embedding": {"method": args.method}, "selection": {"budget_share": args.budget_share, "method": args.select},
     })
-    shutil.rmtree(work / f"stages-{args.one}-{args.method}", ignore_errors=True)
+    shutil.rmtree(work / f"stages-{tag}", ignore_errors=True)
     t = time.perf_counter()
     manifest = run_job(cfg, spark, force_unlock=True)
     total = time.perf_counter() - t
@@ -206,16 +209,17 @@ def run_one(args) -> dict:
         stages[name] = {"seconds": seconds, "rows_per_s": rows / seconds if seconds else None,
                         "jobs": manifest["spark"]["jobs"].get(name, 0), "shuffle_mib": shuffle.get(name, 0) / 2**20,
                         "py_peak_mib": watch.peaks.get(name, [0, 0])[0], "jvm_peak_mib": watch.peaks.get(name, [0, 0])[1]}
-    return {"rows": args.one, "method": args.method, "seconds": total, "selected": manifest["rows"]["selected"],
+    return {"rows": args.one, "method": args.method, "select": args.select, "seconds": total, "selected": manifest["rows"]["selected"],
             "k": manifest["quantize"]["train"]["clusters"], "stages": stages,
             "fit_rows": manifest["quantize"]["train"].get("fit_rows_target"),
             "py_peak_mib": max(p[0] for p in watch.peaks.values()), "jvm_peak_mib": max(p[1] for p in watch.peaks.values())}
 
 
 def table(results: list[dict]) -> None:
-    names = list(results[0]["stages"])
     for r in results:
-        print(f"\n{r['rows']:,} pairs, {r['method']}, k={r['k']} (fit sample {r['fit_rows']:,}): {r['seconds']:.0f} s, "
+        names = list(r["stages"])
+        print(f"\n{r['rows']:,} pairs, {r['method']}, {r.get('select', 'gio')}, k={r['k']} (fit sample "
+              f"{r['fit_rows']:,}): {r['seconds']:.0f} s, "
               f"{r['selected']:,} selected; peak RSS Python driver {r['py_peak_mib']:.0f} MiB, JVM {r['jvm_peak_mib']:.0f} MiB")
         print(f"{'stage':16s} {'s':>8s} {'rows/s':>9s} {'jobs':>5s} {'shuffle MiB':>12s} {'py MiB':>7s} {'JVM MiB':>8s}")
         for name in names:
@@ -223,6 +227,21 @@ def table(results: list[dict]) -> None:
             rate = f"{s['rows_per_s']:9.0f}" if s["rows_per_s"] else f"{'-':>9s}"
             print(f"{name:16s} {s['seconds']:8.1f} {rate} {s['jobs']:5d} {s['shuffle_mib']:12.1f} "
                   f"{s['py_peak_mib']:7.0f} {s['jvm_peak_mib']:8.0f}")
+    by_size: dict[int, dict[str, float]] = {}
+    for r in results:
+        by_size.setdefault(r["rows"], {})[r.get("select", "gio")] = r["seconds"]
+    for rows, seconds in by_size.items():
+        if {"density_ratio", "gio"} <= set(seconds):
+            print(f"\n{rows:,} pairs: whole job by density ratio {seconds['density_ratio']:.0f} s, by GIO's clusters "
+                  f"{seconds['gio']:.0f} s: {seconds['density_ratio'] / seconds['gio']:.2f}x")
+    for select in dict.fromkeys(r.get("select", "gio") for r in results):
+        mine = [r for r in results if r.get("select", "gio") == select]
+        growth(mine)
+
+
+def growth(results: list[dict]) -> None:
+    """The growth exponents of each stage between consecutive sizes."""
+    names = list(results[0]["stages"]) if results else []
     for a, b in itertools.pairwise(results):
         ratio = math.log(b["rows"] / a["rows"])
         print(f"\ngrowth exponent of seconds, {a['rows']:,} -> {b['rows']:,} (1 = linear in rows):")
@@ -238,32 +257,36 @@ def main() -> int:
     ap.add_argument("--rows", type=int, nargs="*", default=[100_000, 300_000, 1_000_000])
     ap.add_argument("--method", choices=["static", "model"], default="static")
     ap.add_argument("--budget-share", type=float, default=0.05)
+    ap.add_argument("--select", nargs="*", default=["density_ratio"], choices=["density_ratio", "gio"],
+                    help="selection.method: a run of each at every size")
     ap.add_argument("--work", default="/tmp/gio-bench-scale")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--tables-only", action="store_true",
                     help="print the tables of the sizes' results already in --work (no run)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size in this process (internal)
     ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--select-one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not DE_EN.is_dir() or not MORE.is_dir():
         print(f"skipped: shared data not found at {SHARED}")
         return 0
     if args.one:
+        args.select = args.select_one
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
         logging.getLogger("gio_spark").setLevel(logging.INFO)
         Path(args.out).write_text(json.dumps(run_one(args)))
         return 0
     results = []
-    for n in args.rows:
-        out = Path(args.work) / f"result-{n}-{args.method}.json"
+    for n, select in [(n, s) for n in args.rows for s in args.select]:
+        out = Path(args.work) / f"result-{n}-{args.method}-{select}.json"
         if args.tables_only:
             results.append(json.loads(out.read_text()))
             continue
         cmd = [sys.executable, __file__, "--one", str(n), "--out", str(out), "--method", args.method,
-               "--budget-share", str(args.budget_share), "--work", args.work]
+               "--budget-share", str(args.budget_share), "--work", args.work, "--select-one", select]
         subprocess.run(cmd, check=True)
         results.append(json.loads(out.read_text()))
-        print(f"{n:,} pairs: {results[-1]['seconds']:.0f} s", flush=True)
+        print(f"{n:,} pairs, {select}: {results[-1]['seconds']:.0f} s", flush=True)
     table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

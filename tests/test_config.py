@@ -43,6 +43,8 @@ def config(**values):
         (["--set", "bogus=1"], "unknown config key bogus"),
         (["--k", "many"], "invalid option quantize.k='many': must be an integer"),
         (["--train-format", "csv"], "invalid option train.format='csv': choose one of 'text', 'tsv', 'parquet', 'hf' or 'vectors'"),
+        (["--target-format", "dataframe"], "invalid option target.format='dataframe': choose one of 'text', 'tsv', "
+                                           "'parquet', 'hf' or 'vectors' (DataFrames are given to gio_spark.select_pairs)"),
         (["--src-lang", "de", "--tgt-lang", "de"], "src_lang and tgt_lang are both 'de'"),
         (["--output", ""], "invalid option output='': must not be empty"),
     ],

@@ -16,6 +16,7 @@ def test_the_quickstart_notebook_runs(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     env_before = dict(os.environ)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ["TMPDIR"] = str(tmp_path)  # the default stages folder is the temporary one: a fresh run each time
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     try:
         nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",

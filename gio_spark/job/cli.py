@@ -11,8 +11,8 @@ from typing import Any, Optional
 from ..errors import UserError
 from .config import (
     EMBED_SIDES,
+    FILE_FORMATS,
     IF_EXISTS,
-    INPUT_FORMATS,
     OUTPUT_FORMATS,
     JobConfig,
     apply_override,
@@ -78,8 +78,8 @@ def add_run_parser(sub) -> None:
                         "that starts with a key=value folder: ./key=value/...)")
     p.add_argument("--target-weights", metavar="NAME=W,...",
                    help="each named target's share of a budget (default: equal shares)")
-    p.add_argument("--train-format", metavar=_choices(INPUT_FORMATS), help=_default("train.format"))
-    p.add_argument("--target-format", metavar=_choices(INPUT_FORMATS), help=_default("target.format"))
+    p.add_argument("--train-format", metavar=_choices(FILE_FORMATS), help=_default("train.format"))
+    p.add_argument("--target-format", metavar=_choices(FILE_FORMATS), help=_default("target.format"))
     p.add_argument("--src-lang", help=f"language code of the src side, the side embedded by default ({_default('src_lang')})")
     p.add_argument("--tgt-lang", help=f"language code of the tgt side ({_default('tgt_lang')})")
     p.add_argument("--output", help="output folder or URI")
@@ -138,7 +138,20 @@ def resolve_config(args: argparse.Namespace) -> JobConfig:
         if not sep or not key.strip():
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         apply_override(data, key.strip(), None if value.strip() in ("null", "~") else value)
+    check_file_formats(data)
     return config_from_dict(data)
+
+
+def check_file_formats(data: dict[str, Any]) -> None:
+    """A command line or config file reads files: ``dataframe`` is for ``gio_spark.select_pairs``."""
+    entries = [(key, data.get(key)) for key in ("train", "target")]
+    entries += [(f"targets[{i}]", t) for i, t in enumerate(data.get("targets") or [])]
+    allowed = ", ".join(repr(f) for f in FILE_FORMATS[:-1]) + f" or {FILE_FORMATS[-1]!r}"
+    for key, entry in entries:
+        fmt = entry.get("format") if isinstance(entry, dict) else None
+        if fmt is not None and fmt not in FILE_FORMATS:
+            hint = " (DataFrames are given to gio_spark.select_pairs)" if fmt == "dataframe" else ""
+            raise UserError(f"invalid option {key}.format={fmt!r}: choose one of {allowed}{hint}")
 
 
 NAMED = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})=(.+)", re.S)

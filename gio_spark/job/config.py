@@ -32,6 +32,7 @@ IfExists = Literal["fail", "skip", "overwrite"]
 InitMode = Literal["sample-k-means", "k-means++", "k-means||"]
 
 INPUT_FORMATS = choices(InputFormat)
+FILE_FORMATS = tuple(f for f in INPUT_FORMATS if f != "dataframe")  # what a command line or config file reads
 OUTPUT_FORMATS = choices(OutputFormat)
 EMBED_SIDES = choices(EmbedSide)
 IF_EXISTS = choices(IfExists)

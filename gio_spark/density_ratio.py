@@ -160,7 +160,8 @@ def fit_density_ratio(target: np.ndarray, sample: np.ndarray, k: int = 20, folds
     logit_ref = np.sort(sample @ model.coef_[0] + model.intercept_[0])
     knn_ref = np.sort(knn_log_ratio(sample, target, sample, k_target, k_sample, in_sample=True))
     return DensityRatioModel(coef=model.coef_[0].astype(np.float64), intercept=float(model.intercept_[0]),
-                             target=target.astype(np.float32), sample=sample.astype(np.float32), k_target=k_target, k_sample=k_sample, mix=float(mix),
+                             target=target.astype(np.float32), sample=sample.astype(np.float32),
+                             k_target=k_target, k_sample=k_sample, mix=float(mix),
                              logit_ref=logit_ref, knn_ref=knn_ref, aucs=aucs)
 
 

@@ -257,8 +257,7 @@ class GuardStage(Stage[GuardResult]):
                         ", selection.duplicate_cosine sets the cosine" if found.get(NEAR) else "")
         return GuardResult(sizes=sizes, tokens_src=src, tokens_tgt=tgt, duplicates=found, examples=examples,
                            active=active, duplicate_cosine=threshold, scores=table, least_tokens=least,
-                           bin_sizes=bin_sizes,
-                           bin_tokens_src=bin_src, bin_tokens_tgt=bin_tgt)
+                           bin_sizes=bin_sizes, bin_tokens_src=bin_src, bin_tokens_tgt=bin_tgt)
 
 
 @dataclass
@@ -287,9 +286,8 @@ class ScoreTally:
             for prefix, column, size in units:
                 unit = pdf[column].to_numpy()[usable]
                 mine.add(f"{prefix}sizes", np.bincount(unit, minlength=size))
-                for side in ("src", "tgt"):
-                    mine.add(f"{prefix}tokens_{side}", np.bincount(unit, pdf[f"tokens_{side}"].to_numpy()[usable],
-                                                                   minlength=size).astype(np.int64))
+                for side, tokens in (("src", src), ("tgt", tgt)):
+                    mine.add(f"{prefix}tokens_{side}", np.bincount(unit, tokens, minlength=size).astype(np.int64))
             mine.add("duplicates", np.array([(dup == reason).sum() for reason in REASONS], np.int64))
             marked = pdf[dup.notna()]
             mine.note(zip(marked["pair_id"].astype(int), marked["duplicate"], marked["max_cosine"].astype(float)))

@@ -7,7 +7,7 @@ pool scores every pair with the model."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Mapping
 
 import numpy as np
@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DensityRatioResult(Result):
+    """The fitted DensityRatioModel as a stage result (the same fields)."""
+
     coef: np.ndarray  # [d] the classifier's weights
     target: np.ndarray  # [n, d] float32 target rows
     sample: np.ndarray  # [m, d] float32 pool sample rows
@@ -32,10 +34,12 @@ class DensityRatioResult(Result):
     mix: float = 0.5
     aucs: dict = field(default_factory=dict)  # cross-validated AUC of each mix (empty when mix was given)
 
+    @classmethod
+    def of(cls, model: DensityRatioModel) -> "DensityRatioResult":
+        return cls(**{f.name: getattr(model, f.name) for f in fields(DensityRatioModel)})
+
     def model(self) -> DensityRatioModel:
-        return DensityRatioModel(coef=self.coef, intercept=self.intercept, target=self.target, sample=self.sample,
-                                 k_target=self.k_target, k_sample=self.k_sample, mix=self.mix,
-                                 logit_ref=self.logit_ref, knn_ref=self.knn_ref, aucs=self.aucs)
+        return DensityRatioModel(**{f.name: getattr(self, f.name) for f in fields(DensityRatioModel)})
 
     def stats(self) -> dict:
         return {"target_rows": int(len(self.target)), "sample_rows": int(len(self.sample)),
@@ -67,9 +71,7 @@ class DensityRatioStage(Stage[DensityRatioResult]):
         log.info("density ratio: classifier and k-NN estimate (k=%d of %d target rows, %d of %d pool sample rows) "
                  "fitted; k-NN weight %g%s", model.k_target, len(target), model.k_sample, len(sample), model.mix,
                  f" (cross-validated AUC {model.aucs[f'{model.mix:g}']:.4f})" if model.aucs else " (as configured)")
-        return DensityRatioResult(coef=model.coef, target=model.target, sample=model.sample,
-                                  logit_ref=model.logit_ref, knn_ref=model.knn_ref, intercept=model.intercept,
-                                  k_target=model.k_target, k_sample=model.k_sample, mix=model.mix, aucs=model.aucs)
+        return DensityRatioResult.of(model)
 
     @staticmethod
     def _rows(ctx: Context, side: Result, wanted: int, seed: int) -> np.ndarray:

@@ -307,6 +307,8 @@ def print_table(rows: list[dict], args) -> None:
         jobs = [n for n in names if n.endswith(":density_ratio") or n.endswith(":gio")]
         for job in jobs:
             peers = [n for n in names if n not in jobs]
+            if not peers:
+                continue
             level = sum(r[job + "_p"] >= max(r[n + "_p"] for n in peers) for r in mine)
             line = f"{job}: precision at least the best peer's on {level} of {len(mine)} targets"
             if not args.no_perplexity:

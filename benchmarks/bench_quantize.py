@@ -4,14 +4,15 @@
 embedded with all-MiniLM-L6-v2 (cached in --work), K=1500: time, inertia (sum of squared
 distances to the nearest centroid), cluster-size statistics, for
 - the job's quantization with its defaults (driver-side start: k-means++ and up to 10 Lloyd
-  iterations on 16 rows per centroid; 5 MLlib Lloyd iterations over every row; one GEMM
+  iterations on 32 rows per centroid; up to 5 Lloyd iterations over every row; one GEMM
   assignment pass), or with ``--option key=value`` quantize settings,
 - scikit-learn KMeans (k-means++, n_init=1, max_iter=20) on the same float32 vectors, the reference,
 - MLlib KMeans as the job ran it before (k-means||, initSteps 2), with --old.
 ``--mode scale``: a large pool's vectors (``--vectors``: the embed_train table of a
-``bench_scale.py`` run): the job's fit on its capped sample and its assignment of every row
-(core-microseconds per row), beside scikit-learn's MiniBatchKMeans and KMeans on the same
-sample, each with the inertia over that sample.
+``bench_scale.py`` run): the job's fit on its capped sample, with its Lloyd in the executors
+and by MLlib (``--lloyd``), and its assignment of every row (core-microseconds per row), beside
+scikit-learn's MiniBatchKMeans and KMeans on the same sample, each with the inertia over that
+sample.
 
     python benchmarks/bench_quantize.py --mode real [--k 1500] [--seeds 0 1 2] [--old] [--option max_iter=8]
     python benchmarks/bench_quantize.py --mode scale --vectors /tmp/gio-bench-scale/stages-.../embed_train/...
@@ -130,19 +131,22 @@ def run_scale(args, spark) -> None:
 
     df = spark.read.parquet(args.vectors).select("pair_id", "embedding")
     rows = df.count()
-    cfg = QuantizeConfig(k=args.k, seed=0)
     cores = spark.sparkContext.defaultParallelism
-    t = time.perf_counter()
-    centroids, info = fit_centroids(df, cfg, rows, "pool", 0)
-    fit_s = time.perf_counter() - t
+    fits = []
+    for engine in args.lloyd:
+        cfg = QuantizeConfig(k=args.k, seed=0, lloyd=engine)
+        t = time.perf_counter()
+        centroids, info = fit_centroids(df, cfg, rows, "pool", 0)
+        fits.append((engine, time.perf_counter() - t, centroids))
     t = time.perf_counter()
     assign(df, centroids, tally(spark)).write.format("noop").mode("overwrite").save()
     assign_s = time.perf_counter() - t
     sample = collected(hashed_subset(df, rows, info["fit_rows_target"], 0)).astype(np.float32)
     print(f"{rows:,} x {sample.shape[1]} vectors, K={args.k}, {cores} cores; fit sample {len(sample):,} rows "
           f"({cfg.sample_per_centroid} per centroid at most; driver start on {cfg.driver_rows_per_centroid} per "
-          f"centroid, then {cfg.max_iter} MLlib iterations)", flush=True)
-    print(size_line("job: fit (start + MLlib Lloyd)", fit_s, stats_of(sample, centroids)), flush=True)
+          f"centroid, then up to {cfg.max_iter} Lloyd iterations)", flush=True)
+    for engine, seconds, centroids in fits:
+        print(size_line(f"job: fit (start + Lloyd: {engine})", seconds, stats_of(sample, centroids)), flush=True)
     print(f"job: assignment of all {rows:,} rows {assign_s:.1f} s = {assign_s * cores / rows * 1e6:.0f} core-us per row",
           flush=True)
     t = time.perf_counter()
@@ -164,6 +168,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="*", default=[0])
     ap.add_argument("--old", action="store_true", help="also time MLlib's k-means|| as the job ran it before")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a quantize setting")
+    ap.add_argument("--lloyd", nargs="+", default=["executors", "mllib"], choices=["executors", "mllib"],
+                    help="--mode scale: the Lloyd engines to time (quantize.lloyd)")
     ap.add_argument("--vectors", help="--mode scale: a Parquet table [pair_id, embedding], e.g. the embed_train "
                                       "stage's table of a bench_scale.py run")
     ap.add_argument("--work", default="/tmp/gio-bench-quantize")

@@ -25,8 +25,8 @@ SELECTION_KEYS = {"selected_indices", "init_indices", "kl_curve", "initial_kl", 
                   "chosen_cluster_sizes", "pairs_selected", "knn_kl_chosen_centroids", "method", "density_ratio"}
 INPUT_KEYS = {"rows_in", "rows_kept", "skipped", "files", "tokens"}
 QUANTIZE_KEYS = {"rows", "clusters", "quantized", "kmeans_iterations", "k", "k_requested", "fit_rows_target",
-                 "driver_rows_target", "init_mode", "inertia", "mean_sqdist", "size_percentiles", "singletons", "empty",
-                 "top10pct_share"}
+                 "driver_rows_target", "init_mode", "lloyd", "inertia", "mean_sqdist", "size_percentiles", "singletons",
+                 "empty", "top10pct_share"}
 EMBED_KEYS = {"rows", "model", "method", "side", "partitions", "texts", "distinct_texts", "repeated_texts_skipped"}
 SELECTED_COLUMNS = {"pair_id", "src", "tgt", "cluster", "selection_rank", "target_distance", "density_ratio"}
 SELECTED_IDS = list(range(40))  # what one plain target selected before named targets existed (0.3.0)

@@ -84,7 +84,8 @@ def test_rows_written_are_the_rows_done_of_a_writing_stage(spark, tmp_path, capl
     assert any("rows/s, ETA" in line for line in lines), lines
 
 
-def test_kmeans_iterations_are_counted(spark, caplog):
+@pytest.mark.parametrize("lloyd", ["executors", "mllib"])
+def test_kmeans_iterations_are_counted(spark, caplog, lloyd):
     from gio_spark.job.config import QuantizeConfig
     from gio_spark.job.quantize import quantize
 
@@ -94,7 +95,8 @@ def test_kmeans_iterations_are_counted(spark, caplog):
     emb = spark.createDataFrame([(i, row.tolist()) for i, row in enumerate(data)], "pair_id long, embedding array<float>")
     with caplog.at_level(logging.INFO, logger="gio_spark.progress"):
         with spark_progress(spark, "quantize test", every_s=60, max_iter=4) as progress:
-            quantize(emb, QuantizeConfig(k=6, max_iter=4, seed=1, tol=1e-12), 300, "test", 0, None)
+            quantize(emb, QuantizeConfig(k=6, max_iter=4, seed=1, tol=1e-12, lloyd=lloyd), 300, "test", 0, None,
+                     on_iteration=progress.lloyd_iteration)
         iterations = progress.kmeans_iterations()
         assert 1 <= iterations <= 4
     assert f"{iterations} / 4 k-means iterations" in caplog.records[-1].getMessage()

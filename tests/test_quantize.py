@@ -1,11 +1,13 @@
-"""Quantization: k-means++ seeds, MLlib Lloyd on a fixed-order sample, GEMM assignment."""
+"""Quantization: k-means++ seeds, Lloyd on a fixed-order sample (in the executors, or MLlib's),
+GEMM assignment."""
 import numpy as np
 import pandas as pd
 import pytest
 
 from gio_spark.errors import UserError
 from gio_spark.job.config import QuantizeConfig
-from gio_spark.job.quantize import assign, hashed_subset, in_fixed_order, mllib_lloyd, quantize
+from gio_spark.job.quantize import (assign, cluster_sums, executor_lloyd, hashed_subset, in_fixed_order, lloyd_step,
+                                    mllib_lloyd, quantize)
 from gio_spark.job.tally import tally
 
 pytestmark = [pytest.mark.spark, pytest.mark.spark35]
@@ -66,6 +68,34 @@ def test_mllib_lloyd_from_the_same_seeds_matches_scikit_learn(spark):
     ours = mllib_lloyd(in_fixed_order(frame(spark, x), len(x)), 40, QuantizeConfig(k=40), 0, seeds)
     ref = KMeans(n_clusters=40, init=seeds, n_init=1, max_iter=20).fit(x.astype(np.float64))
     assert inertia(x, ours) <= ref.inertia_ * 1.005
+
+
+def test_cluster_sums_and_a_step_keep_an_empty_clusters_centroid():
+    x = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 10.0], [11.0, 10.0], [0.0, 1.0]])
+    c = np.array([[0.0, 0.0], [10.0, 10.0], [50.0, 50.0]])
+    sums, counts = cluster_sums(x, c, (c * c).sum(axis=1))
+    np.testing.assert_array_equal(counts, [3, 2, 0])
+    np.testing.assert_array_equal(sums, [[1.0, 1.0], [21.0, 20.0], [0.0, 0.0]])
+    # two tasks' halves add up to the whole; the empty cluster stays where it was
+    halves = [cluster_sums(part, c, (c * c).sum(axis=1)) for part in (x[:2], x[2:])]
+    moved, shift = lloyd_step(halves, c)
+    np.testing.assert_allclose(moved, [[1 / 3, 1 / 3], [10.5, 10.0], [50.0, 50.0]])
+    assert shift == pytest.approx(0.25)
+
+
+def test_executor_lloyd_matches_mllib_from_the_same_seeds(spark):
+    from sklearn.cluster import kmeans_plusplus
+
+    x = blobs(n=1500, d=16, centers=40, seed=4)
+    seeds, _ = kmeans_plusplus(x.astype(np.float64), 40, random_state=0)
+    cfg = QuantizeConfig(k=40, max_iter=8, tol=1e-9)
+    seen = []
+    ours = executor_lloyd(in_fixed_order(frame(spark, x), len(x)), cfg, seeds, seen.append)
+    theirs = mllib_lloyd(in_fixed_order(frame(spark, x), len(x)), 40, cfg, 0, seeds)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+    assert seen == list(range(1, len(seen) + 1)) and 1 <= len(seen) <= 8
+    other = executor_lloyd(in_fixed_order(frame(spark, x, parts=7), len(x)), cfg, seeds)
+    np.testing.assert_array_equal(ours, other)  # bit for bit on another partitioning of the input
 
 
 def test_as_good_as_scikit_learn_over_seeds(spark):

@@ -30,6 +30,7 @@ EmbedSide = Literal["src", "tgt", "both"]
 EmbedMethod = Literal["model", "static"]
 IfExists = Literal["fail", "skip", "overwrite"]
 InitMode = Literal["sample-k-means", "k-means++", "k-means||"]
+LloydEngine = Literal["executors", "mllib"]
 
 INPUT_FORMATS = choices(InputFormat)
 FILE_FORMATS = tuple(f for f in INPUT_FORMATS if f != "dataframe")  # what a command line or config file reads
@@ -136,12 +137,16 @@ class QuantizeConfig:
     enabled: Flag = True
     k: Annotated[int, Field(ge=2)] = 1500
     seed: int = 0
-    max_iter: Count = 5  # MLlib Lloyd iterations over the fit sample
-    tol: Annotated[float, Field(gt=0)] = 1e-4  # MLlib's epsilon: stop when no centroid moves further
-    # the start MLlib's Lloyd runs from: "sample-k-means" (k-means++ and Lloyd on a driver-side
+    max_iter: Count = 5  # Lloyd iterations over the fit sample
+    tol: Annotated[float, Field(gt=0)] = 1e-4  # stop when no centroid moves further (MLlib's epsilon)
+    # the start the Lloyd iterations run from: "sample-k-means" (k-means++ and Lloyd on a driver-side
     # sample), "k-means++" (seeds only, on that sample) or "k-means||" (MLlib's own)
     init_mode: InitMode = "sample-k-means"
     init_steps: Count = 2  # k-means|| only
+    # who runs the Lloyd iterations from that start: "executors" (a float64 GEMM per Arrow batch,
+    # the tasks' cluster sums added on the driver in partition order) or "mllib" (Spark MLlib's
+    # KMeans; always for init_mode k-means||)
+    lloyd: LloydEngine = "executors"
     sample_per_centroid: Count = 256  # fit on at most this many rows per centroid (faiss's default)
     # the driver-side start uses at most this many rows per centroid (2 or more: at least k rows)
     driver_rows_per_centroid: Annotated[int, Field(ge=2)] = 32

@@ -10,7 +10,8 @@ come from one of two places:
   Spark jobs, from Spark's own status store (the numbers of the UI's "Output" column: running
   tasks report theirs with each executor heartbeat).
 Before any row is done, the line shows the running Spark stage's tasks and its ETA. k-means
-iterations are MLlib's per-iteration jobs.
+iterations are those the executors' Lloyd reports (``lloyd_iteration``) or MLlib's
+per-iteration jobs.
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class StageProgress:
         self.outputs_per_row = outputs_per_row  # > 0: rows done are records written / this
         self._iteration_jobs: set[int] = set()
         self._other_jobs: set[int] = set()
+        self._lloyd_iterations = 0
 
     def set_total(self, rows: int) -> None:
         """The stage works on ``rows`` rows (known once the input is counted)."""
@@ -89,8 +91,14 @@ class StageProgress:
                     continue
         return written
 
+    def lloyd_iteration(self, done: int) -> None:
+        """The executors' Lloyd finished its ``done``-th iteration."""
+        self._lloyd_iterations = done
+
     def kmeans_iterations(self) -> int:
-        """MLlib k-means iterations started so far (one Spark job each)."""
+        """k-means iterations so far: those reported, or MLlib's started (one Spark job each)."""
+        if self._lloyd_iterations:
+            return self._lloyd_iterations
         for job_id in self.job_ids():
             if job_id in self._iteration_jobs or job_id in self._other_jobs:
                 continue

@@ -7,19 +7,21 @@ What runs (see README, "Quantization"):
 2. start: on the driver, over at most ``driver_rows_per_centroid * k`` rows of the fit sample in
    pair-id order, scikit-learn's k-means++ seeds and then up to ``driver_max_iter`` of its Lloyd
    iterations (``init_mode="sample-k-means"``), or the seeds alone (``"k-means++"``);
-3. Lloyd: Spark MLlib k-means over the fit sample from that start (``initialModel``), its
-   input split into a number of partitions that depends on the data alone, rows in pair-id order;
+3. Lloyd: iterations over the fit sample from that start, its input split into a number of
+   partitions that depends on the data alone, rows in pair-id order: in the executors (each task
+   sums its rows by nearest centroid, a float64 GEMM per Arrow batch; the driver adds the tasks'
+   sums in partition order), or by Spark MLlib's k-means (``lloyd="mllib"``, ``initialModel``);
 4. assignment: every row to its nearest centroid in one distributed pass, a float64 GEMM per
    Arrow batch, with its squared distance; sizes and inertia come from that pass.
 
-``init_mode="k-means||"`` skips step 2 and lets MLlib seed with k-means|| as it does by default.
+``init_mode="k-means||"`` skips step 2 and lets MLlib seed with k-means|| and iterate.
 """
 from __future__ import annotations
 
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -130,6 +132,73 @@ def mllib_lloyd(fit: DataFrame, k: int, cfg: QuantizeConfig, seed: int, seeds: n
     return np.asarray(model.clusterCenters, dtype=np.float32)
 
 
+def cluster_sums(x: np.ndarray, centroids: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster, the float64 sum of the rows of ``x`` nearest to it (rows added in their
+    order) and their count."""
+    best, _ = nearest_centroid(x, centroids, norms)
+    k = len(centroids)
+    order = np.argsort(best, kind="stable")
+    counts = np.bincount(best, minlength=k)
+    sums = np.zeros((k, x.shape[1]))
+    used = np.flatnonzero(counts)
+    sums[used] = np.add.reduceat(x[order], np.concatenate([[0], np.cumsum(counts[used])[:-1]]), axis=0)
+    return sums, counts
+
+
+def lloyd_step(partials: list[tuple[np.ndarray, np.ndarray]], centroids: np.ndarray) -> tuple[np.ndarray, float]:
+    """The next centroids from the tasks' (sums, counts), added in the order given, and the
+    largest squared move: each centroid to its rows' mean, an empty cluster's kept (as MLlib's)."""
+    sums = np.zeros_like(centroids)
+    counts = np.zeros(len(centroids), np.int64)
+    for s, c in partials:
+        sums += s
+        counts += c
+    moved = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centroids)
+    return moved, float(((moved - centroids) ** 2).sum(axis=1).max())
+
+
+def executor_lloyd(fit: DataFrame, cfg: QuantizeConfig, seeds: np.ndarray,
+                   on_iteration: Optional[Callable[[int], None]] = None) -> np.ndarray:
+    """Lloyd iterations over ``fit`` (in fixed order) from ``seeds``, one Spark job each: every
+    task returns its partition's cluster sums (``cluster_sums``), the driver adds them in
+    partition order, so the centroids are the same on any cluster. Up to ``cfg.max_iter``
+    iterations, stopping when no centroid moved more than ``cfg.tol`` (MLlib's rule)."""
+    from pyspark import StorageLevel
+    from pyspark.taskcontext import TaskContext
+
+    spark = fit.sparkSession
+    vectors = fit.select("embedding").persist(StorageLevel.MEMORY_AND_DISK)
+    centroids = np.asarray(seeds, dtype=np.float64)
+    k, d = centroids.shape
+    try:
+        for i in range(cfg.max_iter):
+            shared = spark.sparkContext.broadcast((centroids, (centroids * centroids).sum(axis=1)))
+
+            def partial(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+                cents, norms = shared.value
+                sums, counts = np.zeros((len(cents), cents.shape[1])), np.zeros(len(cents), np.int64)
+                for pdf in batches:
+                    if len(pdf):
+                        s, c = cluster_sums(np.stack(pdf["embedding"].to_numpy()).astype(np.float64), cents, norms)
+                        sums += s
+                        counts += c
+                yield pd.DataFrame({"part": [TaskContext.get().partitionId()], "sums": [sums.tobytes()],
+                                    "counts": [counts.tobytes()]})
+
+            got = vectors.mapInPandas(partial, "part int, sums binary, counts binary").toPandas().sort_values("part")
+            shared.unpersist()
+            partials = [(np.frombuffer(s, np.float64).reshape(k, d), np.frombuffer(c, np.int64))
+                         for s, c in zip(got["sums"], got["counts"])]
+            centroids, moved = lloyd_step(partials, centroids)
+            if on_iteration is not None:
+                on_iteration(i + 1)
+            if moved <= cfg.tol * cfg.tol:
+                break
+    finally:
+        vectors.unpersist()
+    return centroids.astype(np.float32)
+
+
 def nearest_centroid(x: np.ndarray, centroids: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's nearest centroid (ties to the lower id) and its squared distance, in float64."""
     dist = norms[None, :] - 2.0 * (x @ centroids.T)
@@ -177,8 +246,10 @@ def size_stats(sizes: np.ndarray, inertia: float) -> dict:
     }
 
 
-def fit_centroids(embeddings: DataFrame, cfg: QuantizeConfig, rows: int, name: str, seed: int) -> tuple[np.ndarray, dict]:
-    """Steps 1-3: k-means centroids [k, d] of a side, and how they were fitted."""
+def fit_centroids(embeddings: DataFrame, cfg: QuantizeConfig, rows: int, name: str, seed: int,
+                  on_iteration: Optional[Callable[[int], None]] = None) -> tuple[np.ndarray, dict]:
+    """Steps 1-3: k-means centroids [k, d] of a side, and how they were fitted; ``on_iteration``
+    is told each Lloyd iteration the executors finish."""
     k = effective_k(cfg.k, rows, name)
     fit_rows = min(rows, cfg.sample_per_centroid * k)
     subset = hashed_subset(embeddings, rows, fit_rows, seed)
@@ -190,25 +261,31 @@ def fit_centroids(embeddings: DataFrame, cfg: QuantizeConfig, rows: int, name: s
     if sample is not None:
         seeds = driver_start(sample, k, cfg, seed)
         log.info("%s: %s start on the driver from %d rows", name, cfg.init_mode, len(sample))
-    log.info("%s: MLlib k-means, k=%d, on about %d of %d rows (at most %d per centroid), up to %d iterations",
-             name, k, fit_rows, rows, cfg.sample_per_centroid, cfg.max_iter)
-    centroids = mllib_lloyd(in_fixed_order(subset, fit_rows), k, cfg, seed, seeds)
+    engine = "mllib" if seeds is None else cfg.lloyd
+    log.info("%s: Lloyd (%s), k=%d, on about %d of %d rows (at most %d per centroid), up to %d iterations",
+             name, "in the executors" if engine == "executors" else "MLlib", k, fit_rows, rows,
+             cfg.sample_per_centroid, cfg.max_iter)
+    ordered = in_fixed_order(subset, fit_rows)
+    if engine == "executors":
+        centroids = executor_lloyd(ordered, cfg, seeds, on_iteration)
+    else:
+        centroids = mllib_lloyd(ordered, k, cfg, seed, seeds)
     return centroids, {"k": k, "k_requested": cfg.k, "fit_rows_target": fit_rows, "driver_rows_target": driver_rows,
-                       "init_mode": cfg.init_mode}
+                       "init_mode": cfg.init_mode, "lloyd": engine}
 
 
 def quantize(embeddings: DataFrame, cfg: QuantizeConfig, rows: int, name: str, seed_offset: int,
-             write_assignments) -> Quantized:
+             write_assignments, on_iteration: Optional[Callable[[int], None]] = None) -> Quantized:
     """One side: centroids, then every row assigned in one pass (given to ``write_assignments``,
     which writes it as [pair_id, cluster, sqdist] and returns the table, when not None; else the
-    pass only counts), sizes and quality figures."""
+    pass only counts), sizes and quality figures; ``on_iteration`` as in ``fit_centroids``."""
     counts = tally(embeddings.sparkSession)
     if cfg.enabled:
-        centroids, info = fit_centroids(embeddings, cfg, rows, name, cfg.seed + seed_offset)
+        centroids, info = fit_centroids(embeddings, cfg, rows, name, cfg.seed + seed_offset, on_iteration)
         assignments = assign(embeddings, centroids, counts)
     else:
         centroids, assignments = rows_as_clusters(embeddings, rows, cfg.max_direct_rows, name)
-        info = {"k": len(centroids), "k_requested": 0, "init_mode": None}
+        info = {"k": len(centroids), "k_requested": 0, "init_mode": None, "lloyd": None}
     table = None
     if write_assignments is not None:
         table = write_assignments(assignments)

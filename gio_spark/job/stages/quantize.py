@@ -63,7 +63,7 @@ class QuantizeStage(Stage[QuantizeResult]):
         table, rows = inputs[self.reads[0]].vectors()
         emb = table.read(ctx.spark).select("pair_id", "embedding")
         keep = (lambda df: ctx.write_table(df, "assignments")) if self.side == "train" else None
-        q = quantize(emb, cfg, rows, self.side, self.seed_offset, keep)
+        q = quantize(emb, cfg, rows, self.side, self.seed_offset, keep, on_iteration=ctx.progress.lloyd_iteration)
         if self.side == "train" and cfg.enabled:
             warning = k_warning(rows, len(q.centroids), int(q.stats.get("singletons", 0)))
             if warning:

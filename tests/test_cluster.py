@@ -5,10 +5,11 @@ process on local[2]:
 
 - the model's vectors, as submitted with no resource settings: the same pair ids, every
   embedding and k-means task on an executor, both executors busy;
-- static vectors (embedding.method static) with GPU task resources, as the EMR configuration
-  asks for them, on workers that advertise fake GPU addresses: the fit and the vectors bit for
-  bit the same, both executors doing the fit's tasks, and every Python worker that Spark gave a
-  GPU address warning once that it embeds on CPU instead."""
+- static vectors (embedding.method static) fitted to the model through ONNX Runtime (backend
+  onnx-int8, exported by the executors into a cache of their own) with GPU task resources, as
+  the EMR configuration asks for them, on workers that advertise fake GPU addresses: the fit and
+  the vectors bit for bit the same, both executors doing the fit's tasks, and every Python
+  worker that Spark gave a GPU address warning once that it embeds on CPU instead."""
 import json
 import shutil
 import subprocess
@@ -95,7 +96,7 @@ def local_ids(config, spark, tmp_path_factory) -> set:
     return selected_ids(out)
 
 
-STATIC = {"embedding": {"method": "static", "static_fit_texts": 300}}
+STATIC = {"embedding": {"method": "static", "static_fit_texts": 300, "backend": "onnx-int8"}}
 
 
 @pytest.fixture(scope="module")
@@ -167,14 +168,22 @@ def test_spark_submit_runs_on_the_cluster_and_matches_local(cluster, package_zip
 
 @pytest.mark.spark35
 def test_static_vectors_and_gpu_task_resources_on_the_cluster(cluster, package_zip, config, local_static, tmp_path):
-    """Static vectors (their fit included) on the two-executor cluster and on local[2], bit for
-    bit, with GPU task resources that the workers' fake GPUs satisfy and CUDA cannot use."""
-    gpu = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1"}
-    manifest = submit(cluster, package_zip, {**config, **STATIC}, tmp_path / "out", tmp_path / "events", gpu)
+    """Static vectors (their fit through ONNX Runtime included) on the two-executor cluster and
+    on local[2], bit for bit, with GPU task resources that the workers' fake GPUs satisfy and
+    CUDA cannot use."""
+    cache = tmp_path / "executor-cache"
+    conf = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1",
+            "spark.executorEnv.GIO_SPARK_CACHE": str(cache)}
+    manifest = submit(cluster, package_zip, {**config, **STATIC}, tmp_path / "out", tmp_path / "events", conf)
     app_id = manifest["spark"]["app_id"]
     tasks = tasks_by_job(tmp_path / "events", app_id)
     assert len(set(tasks["gio-spark: static model: embed tokens and sample"])) == 2  # both executors
-    assert manifest["embedding"]["static_model"] == local_static["embedding"]["static_model"]
+    assert [p.name.rsplit("-", 1)[1] for p in (cache / "onnx").iterdir()] == ["int8"]  # the executors' own export
+    fit, local_fit = (dict(m["embedding"]["static_model"]) for m in (manifest, local_static))
+    checked, local_checked = fit.pop("cosine_to_torch"), local_fit.pop("cosine_to_torch")
+    assert fit == local_fit and fit["backend"] == "onnx-int8"
+    assert checked["texts"] == local_checked["texts"] and checked["mean"] == pytest.approx(local_checked["mean"], abs=1e-4)
+    assert 0.95 < checked["mean"] < 1
     for side in ("train", "target"):
         a, b = (pd.read_parquet(m["stages"][f"embed_{side}"]["path"] + "/embeddings").sort_values("pair_id")
                 for m in (manifest, local_static))

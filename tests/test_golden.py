@@ -27,7 +27,7 @@ INPUT_KEYS = {"rows_in", "rows_kept", "skipped", "files", "tokens"}
 QUANTIZE_KEYS = {"rows", "clusters", "quantized", "kmeans_iterations", "k", "k_requested", "fit_rows_target",
                  "driver_rows_target", "init_mode", "lloyd", "inertia", "mean_sqdist", "size_percentiles", "singletons",
                  "empty", "top10pct_share"}
-EMBED_KEYS = {"rows", "model", "method", "side", "partitions", "texts", "distinct_texts", "repeated_texts_skipped"}
+EMBED_KEYS = {"rows", "model", "method", "backend", "cosine_to_torch", "side", "partitions", "texts", "distinct_texts", "repeated_texts_skipped"}
 SELECTED_COLUMNS = {"pair_id", "src", "tgt", "cluster", "selection_rank", "target_distance", "density_ratio"}
 SELECTED_IDS = list(range(40))  # what one plain target selected before named targets existed (0.3.0)
 

@@ -28,6 +28,7 @@ InputFormat = Literal["text", "tsv", "parquet", "hf", "vectors", "dataframe"]
 OutputFormat = Literal["parquet", "tsv", "text"]
 EmbedSide = Literal["src", "tgt", "both"]
 EmbedMethod = Literal["model", "static"]
+EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 IfExists = Literal["fail", "skip", "overwrite"]
 InitMode = Literal["sample-k-means", "k-means++", "k-means||"]
 LloydEngine = Literal["executors", "mllib"]
@@ -130,6 +131,9 @@ class EmbeddingConfig:
     method: EmbedMethod = "model"
     static_fit_texts: Annotated[int, Field(ge=20)] = 10_000
     static_ridge: Annotated[float, Field(gt=0)] = 0.1
+    # what runs the model on CPU: "torch", or ONNX Runtime on an export of the model made once per
+    # machine ("onnx": float32; "onnx-int8": int8 weights); a task on a GPU always runs torch fp16
+    backend: EmbedBackend = "torch"
 
 
 @dataclass(config=SECTION)

@@ -22,6 +22,8 @@ import pandas as pd
 
 from ..errors import UserError
 from .config import EmbeddingConfig
+from .onnx_model import OnnxModel, check_onnx_installed, exported, load_onnx
+from .tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,13 @@ def resolve_model(name: str) -> str:
 
 
 def check_embedding(embedding: EmbeddingConfig) -> None:
-    """On the driver, before any Spark work: the model resolves and, for static vectors, its
-    tokenizer file loads."""
+    """On the driver, before any Spark work: the model resolves, for static vectors its
+    tokenizer file loads, and for an ONNX backend ONNX Runtime is installed and the model
+    exports (once per machine; executors on other machines export their own copy)."""
     check_model_available(embedding.model)
+    if embedding.backend != "torch":
+        check_onnx_installed()
+        exported(embedding.model, embedding.backend == "onnx-int8")
     if embedding.method == "static":
         static_tokenizer(embedding.model, embedding.max_seq_length)
 
@@ -232,16 +238,22 @@ def _dimension(model) -> int:
     return int(getter())
 
 
-def _tokenized(tokenizer, texts: list[str], order: np.ndarray, batch_size: int, max_len: int, pin: bool,
-               prefetch: bool) -> Iterator[tuple[np.ndarray, dict]]:
-    """(row indices, tokenized batch) in ``order``; with ``prefetch``, batches are tokenized
-    in a background thread, up to two ahead (the fast tokenizer releases the GIL, so this
-    overlaps with the model on a GPU)."""
+def length_order(texts: list[str]) -> np.ndarray:
+    """Indices of ``texts``, longest first, ties in input order: the order batches are cut in."""
+    return np.argsort([-len(t) for t in texts], kind="stable")
+
+
+def tokenized_batches(tokenizer, texts: list[str], order: np.ndarray, batch_size: int, max_len: int,
+                      tensors: str = "pt", pin: bool = False, prefetch: bool = False
+                      ) -> Iterator[tuple[np.ndarray, dict]]:
+    """(row indices, tokenized batch as ``tensors``: "pt" or "np") in ``order``; with ``prefetch``,
+    batches are tokenized in a background thread, up to two ahead (the fast tokenizer releases
+    the GIL, so this overlaps with the model on a GPU)."""
 
     def make(start: int):
         idx = order[start: start + batch_size]
         enc = tokenizer([texts[i].strip() for i in idx], padding=True, truncation=True, max_length=max_len,
-                        return_tensors="pt")
+                        return_tensors=tensors)
         if pin:
             enc = {k: v.pin_memory() for k, v in enc.items()}
         return idx, enc
@@ -284,10 +296,10 @@ def encode(model, texts: list[str], batch_size: int) -> np.ndarray:
     tokenizer, hf, max_len, inputs = parts
     device = next(hf.parameters()).device
     cuda = device.type == "cuda"
-    order = np.argsort([-len(t) for t in texts], kind="stable")
     pooled, rows = [], []
     with torch.inference_mode():
-        for idx, enc in _tokenized(tokenizer, texts, order, batch_size, max_len, pin=cuda, prefetch=cuda):
+        for idx, enc in tokenized_batches(tokenizer, texts, length_order(texts), batch_size, max_len, pin=cuda,
+                                          prefetch=cuda):
             feed = {k: enc[k].to(device, non_blocking=True) for k in inputs if k in enc}
             hidden = hf(**feed)[0]
             mask = feed["attention_mask"].unsqueeze(-1)
@@ -301,6 +313,7 @@ def encode(model, texts: list[str], batch_size: int) -> np.ndarray:
 
 
 OUTPUT_ROWS = 10_000  # rows per DataFrame a task yields back to Spark
+CHECK_TEXTS = 8  # per task, with an ONNX backend: distinct texts also embedded by torch, for the manifest
 
 
 @dataclass
@@ -311,7 +324,11 @@ class SentenceEmbedder:
     cfg: EmbeddingConfig
 
     def setup(self):
-        return load_model(self.cfg.model, task_device(self.cfg.device), self.cfg.max_seq_length)
+        """The task's model: torch on a GPU Spark assigned (fp16), else the configured backend."""
+        device = task_device(self.cfg.device)
+        if self.cfg.backend != "torch" and device == "cpu":
+            return load_onnx(self.cfg.model, self.cfg.backend == "onnx-int8", self.cfg.max_seq_length)
+        return load_model(self.cfg.model, device, self.cfg.max_seq_length)
 
     def columns(self) -> list[str]:
         return ["src", "tgt"] if self.cfg.side == "both" else [self.cfg.side]
@@ -319,29 +336,49 @@ class SentenceEmbedder:
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 [len(texts), dim] of distinct texts."""
         model = self.setup()
+        if isinstance(model, OnnxModel):
+            return model.encode(texts, self.cfg.batch_size)
         size = self.cfg.gpu_batch_size if str(model.device).startswith("cuda") else self.cfg.batch_size
         return encode(model, texts, size)
 
-    def embed_task(self, pdf: pd.DataFrame) -> tuple[np.ndarray, int]:
+    def torch_cosines(self, texts: list[str], vectors: np.ndarray) -> Optional[np.ndarray]:
+        """With an ONNX backend on this worker: the cosine of each of ``vectors`` (of ``texts``,
+        the first CHECK_TEXTS at most) to torch's float32 vector of its text; else None."""
+        if not isinstance(self.setup(), OnnxModel) or not texts:
+            return None
+        n = min(CHECK_TEXTS, len(texts))
+        reference = encode(load_model(self.cfg.model, "cpu", self.cfg.max_seq_length), texts[:n], self.cfg.batch_size)
+        return np.sum(reference * vectors[:n], axis=1)
+
+    def embed_task(self, pdf: pd.DataFrame, agreement=None) -> tuple[np.ndarray, int]:
         """Vectors [rows, dim] of a task's rows (for ``both``, the normalised mean of the two
-        sides) and the number of distinct texts embedded for them."""
+        sides) and the number of distinct texts embedded for them. ``agreement`` (a Tally
+        accumulator) gets the sum, count and minimum of ``torch_cosines``."""
         columns = self.columns()
         texts = pd.concat([pdf[c] for c in columns], ignore_index=True)
         codes, distinct = pd.factorize(texts, sort=False)  # first occurrence order: set by the rows alone
-        vecs = self.encode_texts(distinct.tolist())[codes]
+        distinct = distinct.tolist()
+        unique_vecs = self.encode_texts(distinct)
+        if agreement is not None:
+            cosines = self.torch_cosines(distinct, unique_vecs)
+            if cosines is not None:
+                agreement.add(cosine_tally(cosines))
+        vecs = unique_vecs[codes]
         if len(columns) == 2:
             vecs = vecs[: len(pdf)] + vecs[len(pdf):]
             vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         return vecs.astype(np.float32, copy=False), len(distinct)
 
-    def __call__(self, batches: Iterator[pd.DataFrame], rows=None, texts=None) -> Iterator[pd.DataFrame]:
+    def __call__(self, batches: Iterator[pd.DataFrame], rows=None, texts=None, agreement=None
+                 ) -> Iterator[pd.DataFrame]:
         """The mapInPandas body: every row of the task first, then its vectors; ``rows`` and
-        ``texts`` (accumulators) get the rows and the distinct texts embedded."""
+        ``texts`` (accumulators) get the rows and the distinct texts embedded, ``agreement`` the
+        ONNX backend's cosines to torch (``embed_task``)."""
         frames = [b[["pair_id", *self.columns()]] for b in batches]
         if not frames:
             return
         pdf = pd.concat(frames, ignore_index=True)
-        vecs, distinct = self.embed_task(pdf)
+        vecs, distinct = self.embed_task(pdf, agreement)
         for start in range(0, len(pdf), OUTPUT_ROWS):
             chunk = slice(start, start + OUTPUT_ROWS)
             yield pd.DataFrame({"pair_id": pdf["pair_id"].to_numpy()[chunk], "embedding": list(vecs[chunk])})
@@ -349,6 +386,25 @@ class SentenceEmbedder:
             rows.add(len(pdf))
         if texts is not None:
             texts.add(distinct)
+
+
+def cosine_tally(cosines: np.ndarray) -> Tally:
+    """``cosines``' sum, count and minimum, for an accumulator (``cosine_summary`` reads it)."""
+    out = Tally()
+    out.add("cosine_sum", float(cosines.sum()))
+    out.add("texts", len(cosines))
+    out.least("cosine_min", float(cosines.min()))
+    return out
+
+
+def cosine_summary(agreement: Tally) -> Optional[dict]:
+    """{"texts", "mean", "min"} of the cosines an accumulator of ``cosine_tally`` got; None when
+    it got none (the torch backend, or every task on a GPU)."""
+    texts = int(agreement.get("texts", 0))
+    if not texts:
+        return None
+    return {"texts": texts, "mean": round(float(agreement.get("cosine_sum")) / texts, 5),
+            "min": round(float(agreement.get("cosine_min")), 5)}
 
 
 @dataclass

@@ -12,9 +12,9 @@ from typing import Mapping, Optional
 
 from pyspark.sql import functions as F
 
-from ..embed import SentenceEmbedder, StaticEmbedder
+from ..embed import SentenceEmbedder, StaticEmbedder, cosine_summary
 from ..stage import Context, Progress, Resources, Result, Stage, Table
-from ..tally import observed
+from ..tally import observed, tally
 from .read import ReadResult
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,9 @@ class EmbedResult(Result):
     distinct_texts: int  # texts embedded: each distinct text once per task
     embeddings: Optional[Table] = None  # [pair_id, embedding array<float>]
     method: str = "model"  # or "static": token vectors fitted to the model (stages/static.py)
+    backend: str = "torch"  # what ran the model on CPU (embedding.backend)
+    # with an ONNX backend: {"texts", "mean", "min"} cosines to torch's vectors of some texts of each task
+    cosine_to_torch: Optional[dict] = None
 
     def vectors(self) -> tuple[Table, int]:
         """The table holding the vectors, and its row count."""
@@ -38,8 +41,8 @@ class EmbedResult(Result):
 
     def stats(self) -> dict:
         texts = self.rows * (2 if self.side == "both" else 1)
-        return {"rows": self.rows, "model": self.model, "method": self.method, "side": self.side,
-                "partitions": self.partitions,
+        return {"rows": self.rows, "model": self.model, "method": self.method, "backend": self.backend,
+                "cosine_to_torch": self.cosine_to_torch, "side": self.side, "partitions": self.partitions,
                 "texts": texts, "distinct_texts": self.distinct_texts, "repeated_texts_skipped": texts - self.distinct_texts}
 
 
@@ -76,19 +79,23 @@ class EmbedStage(Stage[EmbedResult]):
         pairs: ReadResult = inputs[self.reads[0]]
         rows = pairs.rows_kept
         texts = ctx.spark.sparkContext.accumulator(0)
+        agreement = None
         if "static_model" in inputs:
             embedder = StaticEmbedder(cfg, token_vectors=inputs["static_model"].token_vectors)
         else:
             embedder = SentenceEmbedder(cfg)
+            agreement = tally(ctx.spark) if cfg.backend != "torch" else None
         vectors, parts = embedded(pairs.kept(ctx.spark), rows, cfg, self.resources, embedder, ctx.progress.counter,
-                                  texts)
+                                  texts, agreement)
         vectors, seen = observed(vectors, rows=F.count(F.lit(1)))
         out = ctx.write_table(vectors, "embeddings")
         written = seen.get["rows"]
         if written != rows:
             raise RuntimeError(f"{self.side}: embedded {written} pairs, expected {rows}")
         result = EmbedResult(rows=rows, model=cfg.model, side=cfg.side, partitions=parts,
-                             distinct_texts=int(texts.value), embeddings=out, method=cfg.method)
+                             distinct_texts=int(texts.value), embeddings=out, method=cfg.method,
+                             backend=cfg.backend if cfg.method == "model" else "static",
+                             cosine_to_torch=cosine_summary(agreement.value) if agreement is not None else None)
         skipped = result.stats()["repeated_texts_skipped"]
         if skipped:
             log.info("embed %s: %d of %d texts were repeats, embedded once each", self.side, skipped,
@@ -99,15 +106,17 @@ class EmbedStage(Stage[EmbedResult]):
 SCHEMA = "pair_id long, embedding array<float>"
 
 
-def embedded(pairs, rows: int, cfg, resources: Resources, embedder: SentenceEmbedder, counter=None, texts=None):
+def embedded(pairs, rows: int, cfg, resources: Resources, embedder: SentenceEmbedder, counter=None, texts=None,
+             agreement=None):
     """DataFrame[pair_id, embedding] of ``pairs`` (``rows`` of them) and its partition count: the
     rows hash-partitioned by the embedded text into a count set by ``rows`` alone, sorted by pair
     id within each, then one ``embedder`` call per task. ``counter`` and ``texts``
-    (accumulators) get the rows and the distinct texts embedded."""
+    (accumulators) get the rows and the distinct texts embedded, ``agreement`` (a Tally
+    accumulator) an ONNX backend's cosines to torch."""
     parts = max(MIN_PARTITIONS, -(-rows // cfg.rows_per_partition))
     keys = [F.col(c) for c in embedder.columns()]
     df = pairs.select("pair_id", *embedder.columns()).repartition(parts, F.xxhash64(*keys)).sortWithinPartitions("pair_id")
-    body = functools.partial(embedder, rows=counter, texts=texts)
+    body = functools.partial(embedder, rows=counter, texts=texts, agreement=agreement)
     return task_resources(df.sparkSession, df, body, resources), parts
 
 

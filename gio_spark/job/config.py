@@ -118,7 +118,7 @@ class TargetConfig(InputConfig):
 class EmbeddingConfig:
     model: Text = DEFAULT_MODEL
     side: EmbedSide = "src"
-    batch_size: Count = 128  # on CPU
+    batch_size: Count = 16  # on CPU, one thread per worker: small length-sorted batches pad least
     gpu_batch_size: Count = 1024  # on a GPU: large length-sorted batches keep it busy
     device: Annotated[str, AfterValidator(_device)] = "auto"  # auto: the task's GPU if any, else CPU
     max_seq_length: Optional[Count] = None

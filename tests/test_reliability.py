@@ -228,11 +228,11 @@ def test_a_failed_task_is_retried_without_duplicates(spark, tmp_path, reference,
     class FailsOnce(embed_stage.SentenceEmbedder):
         """Partition 0's first attempt fails after handing Spark part of its rows."""
 
-        def __call__(self, batches, rows=None, texts=None):
+        def __call__(self, batches, **accumulators):
             from pyspark import TaskContext
 
             ctx = TaskContext.get()
-            for out in super().__call__(batches, rows, texts):
+            for out in super().__call__(batches, **accumulators):
                 if ctx.partitionId() == 0 and ctx.attemptNumber() == 0:
                     yield out.iloc[:2]
                     raise RuntimeError("injected failure")

@@ -184,7 +184,6 @@ class OnnxModel:
     max_seq_length: int
     inputs: list[str]
     dimension: int
-    device: str = "cpu"
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         """L2-normalised float32 [len(texts), dim], batched as ``embed.encode`` batches."""

@@ -1,15 +1,16 @@
 """The job on a real Spark standalone cluster (a master and two workers, each its own JVM, on
-127.0.0.1), submitted with spark-submit exactly as the README tells users: the package wheel
-as --py-files and jobs/gio_select.py. Two submissions, each against the same config run in this
+127.0.0.1), submitted as the README tells users, each run against the same config run in this
 process on local[2]:
 
-- the model's vectors, as submitted with no resource settings: the same pair ids, every
-  embedding and k-means task on an executor, both executors busy;
-- static vectors (embedding.method static) fitted to the model through ONNX Runtime (backend
-  onnx-int8, exported by the executors into a cache of their own) with GPU task resources, as
-  the EMR configuration asks for them, on workers that advertise fake GPU addresses: the fit and
-  the vectors bit for bit the same, both executors doing the fit's tasks, and every Python
-  worker that Spark gave a GPU address warning once that it embeds on CPU instead."""
+- spark-submit with the package wheel as --py-files and jobs/gio_select.py: static vectors
+  (embedding.method static) fitted to the model through ONNX Runtime (backend onnx-int8,
+  exported by the executors into a cache of their own), with GPU task resources as the EMR
+  configuration asks for them, on workers that advertise fake GPU addresses: every embedding
+  and k-means task on an executor, both executors busy, the fit and the vectors bit for bit
+  the same, the same pair ids, and every Python worker that Spark gave a GPU address warning
+  once that it embeds on CPU instead;
+- ``select_pairs`` in a session that exists before the call, as on Databricks, with the
+  defaults (the model's vectors through PyTorch): the same pair ids, the session left running."""
 import json
 import shutil
 import subprocess
@@ -148,8 +149,15 @@ def selected_ids(out: Path) -> set:
 
 
 @pytest.mark.spark35
-def test_spark_submit_runs_on_the_cluster_and_matches_local(cluster, package_zip, config, local_ids, tmp_path):
-    manifest = submit(cluster, package_zip, config, tmp_path / "out", tmp_path / "events", {})
+def test_spark_submit_with_static_vectors_and_gpu_resources_matches_local(cluster, package_zip, config, local_static,
+                                                                         tmp_path):
+    """spark-submit on the two-executor cluster against local[2], bit for bit, the static fit
+    through ONNX Runtime included, with GPU task resources that the workers' fake GPUs satisfy
+    and CUDA cannot use."""
+    cache = tmp_path / "executor-cache"
+    conf = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1",
+            "spark.executorEnv.GIO_SPARK_CACHE": str(cache)}
+    manifest = submit(cluster, package_zip, {**config, **STATIC}, tmp_path / "out", tmp_path / "events", conf)
     app_id = manifest["spark"]["app_id"]
     assert manifest["spark"]["master"] == cluster.url
     assert app_id in {a["id"] for a in cluster.apps()}  # registered with the master
@@ -157,28 +165,12 @@ def test_spark_submit_runs_on_the_cluster_and_matches_local(cluster, package_zip
     tasks = tasks_by_job(tmp_path / "events", app_id)
     everything = [e for ex in tasks.values() for e in ex]
     assert everything and "driver" not in everything
-    assert len(set(everything)) == 2  # both workers' executors did work
-    for stage in ("embed train", "embed target", "quantize train", "quantize target"):
+    for stage in ("static model: embed tokens and sample", "embed train", "embed target", "quantize train",
+                  "quantize target"):
         assert tasks.get(f"gio-spark: {stage}"), f"no tasks recorded for {stage}: {sorted(tasks)}"
-        assert "driver" not in tasks[f"gio-spark: {stage}"]
-
-    assert selected_ids(tmp_path / "out") == local_ids
-    assert manifest["rows"]["selected"] == len(local_ids)
-
-
-@pytest.mark.spark35
-def test_static_vectors_and_gpu_task_resources_on_the_cluster(cluster, package_zip, config, local_static, tmp_path):
-    """Static vectors (their fit through ONNX Runtime included) on the two-executor cluster and
-    on local[2], bit for bit, with GPU task resources that the workers' fake GPUs satisfy and
-    CUDA cannot use."""
-    cache = tmp_path / "executor-cache"
-    conf = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1",
-            "spark.executorEnv.GIO_SPARK_CACHE": str(cache)}
-    manifest = submit(cluster, package_zip, {**config, **STATIC}, tmp_path / "out", tmp_path / "events", conf)
-    app_id = manifest["spark"]["app_id"]
-    tasks = tasks_by_job(tmp_path / "events", app_id)
     assert len(set(tasks["gio-spark: static model: embed tokens and sample"])) == 2  # both executors
     assert [p.name.rsplit("-", 1)[1] for p in (cache / "onnx").iterdir()] == ["int8"]  # the executors' own export
+
     fit, local_fit = (dict(m["embedding"]["static_model"]) for m in (manifest, local_static))
     checked, local_checked = fit.pop("cosine_to_torch"), local_fit.pop("cosine_to_torch")
     assert fit == local_fit and fit["backend"] == "onnx-int8"
@@ -189,7 +181,8 @@ def test_static_vectors_and_gpu_task_resources_on_the_cluster(cluster, package_z
                 for m in (manifest, local_static))
         assert a.pair_id.tolist() == b.pair_id.tolist()
         assert all(np_equal(x, y) for x, y in zip(a.embedding, b.embedding))
-    assert selected_ids(tmp_path / "out") == selected_ids(Path(local_static["output"]).parent)
+    ids = selected_ids(Path(local_static["output"]).parent)
+    assert selected_ids(tmp_path / "out") == ids and manifest["rows"]["selected"] == len(ids)
 
     # every executor holds a GPU: each Python worker that got an address said once that it embeds on CPU
     logs = cluster.executor_logs(app_id)
@@ -232,8 +225,9 @@ Path(out).write_text(json.dumps({"ids": ids, "master": spark.sparkContext.master
 
 
 def test_the_notebook_api_on_the_cluster_in_the_callers_session(cluster, package_zip, config, local_ids, tmp_path):
-    """select_pairs in a session that exists before the call, as on Databricks: on the cluster's
-    executors, the same pairs as a local run of the same config, the caller's session left running."""
+    """select_pairs in a session that exists before the call, as on Databricks, with the model's
+    vectors: on the cluster's executors, the same pairs as a local run of the same config, the
+    caller's session left running."""
     script = tmp_path / "api_driver.py"
     script.write_text(API_DRIVER)
     result = tmp_path / "result.json"

@@ -154,7 +154,7 @@ class QuantizeConfig:
     sample_per_centroid: Count = 256  # fit on at most this many rows per centroid (faiss's default)
     # the driver-side start uses at most this many rows per centroid (2 or more: at least k rows)
     driver_rows_per_centroid: Annotated[int, Field(ge=2)] = 32
-    driver_max_iter: Count = 20  # Lloyd iterations on the driver-side sample (sample-k-means)
+    driver_max_iter: Count = 10  # Lloyd iterations on the driver-side sample (sample-k-means)
     max_direct_rows: Count = 200_000  # selection on rows without quantization is for small pools
 
 

@@ -137,8 +137,8 @@ def test_tsv_parquet_and_hf_inputs(spark, tmp_path):
     for i, train in enumerate([
         {"path": str(tmp_path / "tsv"), "format": "tsv", "src_col": "english", "tgt_col": "german"},
         {"path": str(pq), "format": "parquet", "src_col": "english", "tgt_col": "german"},
-    ]):
-        cfg = job(tmp_path / f"r{i}", train, {"path": str(hf), "format": "hf"})
+    ]):  # one store: the second run reuses the target's stages
+        cfg = job(tmp_path / f"r{i}", train, {"path": str(hf), "format": "hf"}, stages_dir=str(tmp_path / "stages"))
         manifest = run_job(cfg, spark)
         out = pd.read_parquet(tmp_path / f"r{i}" / "out" / "selected")
         assert manifest["rows"]["train_kept"] == len(POOL)
@@ -185,10 +185,12 @@ def test_direct_selection_without_quantization(spark, tmp_path):
 def test_output_as_tsv_and_aligned_text(spark, tmp_path):
     train = write_text(tmp_path, "train", POOL)
     target = write_text(tmp_path, "target", TARGET)
-    m1 = run_job(job(tmp_path / "a", train, target, output_format="tsv"), spark)
+    stages = str(tmp_path / "stages")  # one store: the second run writes again from the first's stages
+    m1 = run_job(job(tmp_path / "a", train, target, output_format="tsv", stages_dir=stages), spark)
     tsv = pd.concat(pd.read_csv(p, sep="\t") for p in (tmp_path / "a" / "out" / "selected").glob("part-*"))
     assert len(tsv) == m1["rows"]["selected"] and set(tsv.columns) == {"pair_id", "src", "tgt"}
-    m2 = run_job(job(tmp_path / "b", train, target, output_format="text"), spark)
+    m2 = run_job(job(tmp_path / "b", train, target, output_format="text", stages_dir=stages), spark)
+    assert "guard" in m2["stages_reused"] and "write" not in m2["stages_reused"]
     en = "".join(p.read_text() for p in sorted((tmp_path / "b" / "out" / "selected" / "en").glob("part-*"))).splitlines()
     de = "".join(p.read_text() for p in sorted((tmp_path / "b" / "out" / "selected" / "de").glob("part-*"))).splitlines()
     assert len(en) == len(de) == m2["rows"]["selected"]

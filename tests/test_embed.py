@@ -136,3 +136,18 @@ def test_cuda_unusable_says_why():
         assert "not a CUDA device index" in cuda_unusable("GPU-uuid")
     else:
         assert "sees no usable CUDA device" in cuda_unusable("0")
+
+
+def test_the_modules_executor_tasks_import_leave_jax_out():
+    """A Python worker imports the modules of the functions it runs (embedding, scoring, k-means'
+    steps, readers, writers); JAX, which only the driver's GIO loop uses, stays out of them."""
+    import subprocess
+    import sys
+
+    modules = ["gio_spark.job.embed", "gio_spark.job.tally", "gio_spark.job.quantize", "gio_spark.job.duplicates",
+               "gio_spark.job.readers", "gio_spark.job.stages.guard", "gio_spark.job.stages.write",
+               "gio_spark.job.stages.static", "gio_spark.job.stages.embed"]
+    code = (f"import sys\nimport {', '.join(modules)}\nassert 'jax' not in sys.modules\n"
+            "from gio_spark.gio import GIOConfig, select\nassert callable(select) and 'jax' in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -27,6 +27,7 @@ def test_a_pair_budget_is_exact_below_and_above_gios_own_stop(spark, inputs, tmp
     stages = tmp_path / "stages"  # one store: the budgeted runs reuse every stage before select
     own = run_job(job(tmp_path / "own", train, target, selection=gio, stages_dir=str(stages)), spark)
     natural = own["rows"]["selected"]
+    scores = pd.read_parquet(next((stages / "guard").glob("*/attempt-*/scores")))  # the store's, shared by all
     for budget in (natural // 2 + 1, natural + 25):
         m = run_job(job(tmp_path / str(budget), train, target, selection={**gio, "budget_pairs": budget},
                         stages_dir=str(stages)), spark)
@@ -44,7 +45,6 @@ def test_a_pair_budget_is_exact_below_and_above_gios_own_stop(spark, inputs, tmp
         if budget > natural:  # past GIO's own stop: where that was is reported
             assert info["gio_own_stop"]["pairs"] == natural and info["gio_own_stop"]["reason"] == "increase"
         # the last cluster's pairs nearest the target are the ones kept
-        scores = pd.read_parquet(next((stages / "guard").glob("*/attempt-*/scores")))
         pool_last = scores[scores.cluster == cut["cluster"]].sort_values(["target_distance", "pair_id"])
         assert sorted(last.pair_id) == sorted(pool_last.pair_id[: cut["keep"]])
 

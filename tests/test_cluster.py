@@ -22,6 +22,8 @@ import pytest
 
 from gio_spark.job.config import config_from_dict
 from gio_spark.job.pipeline import run_job
+from gio_spark.job.session import WORKER_DAEMON
+from gio_spark.job.worker_daemon import PRELOAD
 
 from .conftest import ROOT, SHARED_DATA
 from .standalone import standalone_cluster
@@ -115,7 +117,8 @@ def submit(cluster, package_zip, config: dict, out: Path, events: Path, conf: di
             "--conf", f"spark.pyspark.python={sys.executable}",
             "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events}",
             "--conf", "spark.eventLog.compress=false",
-            "--conf", "spark.executor.memory=1g", "--conf", "spark.driver.memory=1g"]
+            "--conf", "spark.executor.memory=1g", "--conf", "spark.driver.memory=1g",
+            "--conf", f"spark.python.daemon.module={WORKER_DAEMON}"]
     for key, value in conf.items():
         args += ["--conf", f"{key}={value}"]
     proc = cluster.submit(args + [str(ROOT / "jobs" / "gio_select.py"), "--config", str(cfg_file), "--output", str(out)])
@@ -215,11 +218,16 @@ def frame(prefix):
     de = Path(prefix + ".de").read_text(encoding="utf-8").splitlines()
     return spark.createDataFrame([(i, e, d) for i, (e, d) in enumerate(zip(en, de))], "id long, en string, de string")
 
+def preloaded(_):
+    return getattr(sys.modules["__main__"], "PRELOADED", None)
+
 pool, target, stages, out = sys.argv[1:5]
+# the executors' workers forked from the package's daemon (--conf spark.python.daemon.module)
+daemon = spark.sparkContext.parallelize(range(4), 4).map(preloaded).collect()
 got = select_pairs(frame(pool), frame(target), text_col="en", tgt_col="de", id_col="id", budget_pairs=100,
                    config={"quantize": {"k": 30, "seed": 5}, "gio": {"max_iter": 10}}, stages_dir=stages)
 ids = sorted(r.pair_id for r in got.selected.select("pair_id").collect())
-Path(out).write_text(json.dumps({"ids": ids, "master": spark.sparkContext.master, "app": spark.sparkContext.applicationId,
+Path(out).write_text(json.dumps({"ids": ids, "daemon": daemon, "master": spark.sparkContext.master, "app": spark.sparkContext.applicationId,
                                  "alive": not spark.sparkContext._jsc.sc().isStopped()}))
 """
 
@@ -233,10 +241,12 @@ def test_the_notebook_api_on_the_cluster_in_the_callers_session(cluster, package
     result = tmp_path / "result.json"
     proc = cluster.submit(["--master", cluster.url, "--py-files", str(package_zip),
                            "--conf", f"spark.pyspark.python={sys.executable}", "--conf", "spark.executor.memory=1g",
-                           "--conf", "spark.driver.memory=1g", str(script), config["train"]["path"],
+                           "--conf", "spark.driver.memory=1g", "--conf", f"spark.python.daemon.module={WORKER_DAEMON}",
+                           str(script), config["train"]["path"],
                            config["target"]["path"], str(tmp_path / "stages"), str(result)])
     assert proc.returncode == 0, proc.stderr[-4000:]
     got = json.loads(result.read_text())
     assert got["master"] == cluster.url and got["alive"]
+    assert got["daemon"] == [list(PRELOAD)] * 4
     assert got["app"] in {a["id"] for a in cluster.apps()}
     assert set(got["ids"]) == local_ids

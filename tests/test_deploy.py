@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gio_spark.job.session import WORKER_DAEMON
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 EMR = DEPLOY / "emr"
@@ -123,6 +125,8 @@ def test_emr_gpu_configurations():
     assert cores == round(float(spark["spark.executor.resource.gpu.amount"]) / task_gpu)
     assert spark["spark.executor.resource.gpu.discoveryScript"] == bootstrap_value("DISCOVERY_SCRIPT")
     assert spark["spark.executorEnv.HF_HUB_OFFLINE"] == "1"
+    # the workers' daemon that imports the embedding libraries once: the bootstrap installs the package
+    assert spark["spark.python.daemon.module"] == WORKER_DAEMON
 
     yarn = classification(configs, "yarn-site")["Properties"]
     assert yarn["yarn.resource-types"] == "yarn.io/gpu"

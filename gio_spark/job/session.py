@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -35,6 +36,8 @@ LOCAL_CONF = {
     "spark.hadoop.fs.s3n.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
 }
 
+# the Python workers' daemon that imports the embedding libraries once (worker_daemon.py)
+WORKER_DAEMON = "gio_spark.job.worker_daemon"
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 # where a session of the package's own logs Spark's warnings and errors with their stack traces
 SPARK_LOG = Path(tempfile.gettempdir()) / f"gio-spark-spark-{os.getpid()}.log"
@@ -125,12 +128,25 @@ def local_session(master: Optional[str] = None, app_name: str = "gio-spark", ext
     jars = os.environ.get("GIO_SPARK_JARS")
     if jars:
         conf["spark.jars"] = jars
+    if workers_find(WORKER_DAEMON):
+        conf["spark.python.daemon.module"] = WORKER_DAEMON
     conf.update({f"spark.hadoop.{k}": v for k, v in s3a_settings().items()})
     conf.update(extra_conf or {})
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     return spark
+
+
+def workers_find(module: str) -> bool:
+    """Whether the workers' Python (``PYSPARK_PYTHON``) finds ``module``: not so where this
+    process found the package only through a path it added itself."""
+    python = os.environ.get("PYSPARK_PYTHON") or sys.executable
+    code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+    try:
+        return subprocess.run([python, "-c", code], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def get_spark(master: Optional[str] = None, app_name: str = "gio-spark", extra_conf: Optional[dict] = None):

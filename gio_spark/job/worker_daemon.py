@@ -19,9 +19,12 @@ import gc
 import importlib
 import os
 
-# what a worker on the model path imports; the executors' task modules, pandas and Arrow with them
-PRELOAD = ("pandas", "pyarrow", "gio_spark.job.embed", "gio_spark.static_embedding", "tokenizers",
-           "sentence_transformers")
+# what a worker imports: PySpark's worker, the modules of the functions the job's tasks run
+# (embedding, scoring, k-means' steps, readers, writers), and the libraries they use
+PRELOAD = ("pyspark.worker", "pandas", "pyarrow", "tokenizers", "sentence_transformers", "gio_spark.job.embed",
+           "gio_spark.static_embedding", "gio_spark.job.tally", "gio_spark.job.quantize", "gio_spark.job.duplicates",
+           "gio_spark.job.readers", "gio_spark.job.stages.guard", "gio_spark.job.stages.write",
+           "gio_spark.job.stages.static", "gio_spark.job.stages.embed")
 
 
 def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:

@@ -63,7 +63,7 @@ def _wait(predicate, what: str, timeout: float = 60) -> None:
         try:
             if predicate():
                 return
-        except OSError:
+        except (OSError, ValueError):  # not listening yet, or its UI answers with a page, not JSON, while it starts
             pass
         time.sleep(0.5)
     raise TimeoutError(f"standalone cluster: {what} not ready after {timeout:.0f} s")

@@ -19,6 +19,8 @@ import gc
 import importlib
 import os
 
+from ..logs import WORKER_ENV
+
 # what a worker imports: PySpark's worker, the modules of the functions the job's tasks run
 # (embedding, scoring, k-means' steps, readers, writers), and the libraries they use
 PRELOAD = ("pyspark.worker", "pandas", "pyarrow", "tokenizers", "sentence_transformers", "gio_spark.job.embed",
@@ -30,8 +32,9 @@ PRELOAD = ("pyspark.worker", "pandas", "pyarrow", "tokenizers", "sentence_transf
 def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
     """Import ``modules``; those that are missing or fail are left to the worker that needs them
     (it reports the error with the task). The names imported."""
-    # as load_model: no download progress bars in executor logs (read at import)
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # what the libraries read at import (no progress bars in executor logs, no tokenizer threads)
+    for key, value in WORKER_ENV.items():
+        os.environ.setdefault(key, value)
     done = []
     for name in modules:
         try:

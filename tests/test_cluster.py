@@ -22,7 +22,7 @@ import pytest
 
 from gio_spark.job.config import config_from_dict
 from gio_spark.job.pipeline import run_job
-from gio_spark.job.session import WORKER_DAEMON
+from gio_spark.job.session import ONE_DAEMON
 from gio_spark.job.worker_daemon import PRELOAD
 
 from .conftest import ROOT, SHARED_DATA
@@ -109,6 +109,11 @@ def local_static(config, spark, tmp_path_factory) -> dict:
                    spark)
 
 
+def daemon_conf() -> list[str]:
+    """The settings the README gives spark-submit for the package's workers' daemon."""
+    return [arg for key, value in ONE_DAEMON.items() for arg in ("--conf", f"{key}={value}")]
+
+
 def submit(cluster, package_zip, config: dict, out: Path, events: Path, conf: dict) -> dict:
     events.mkdir(parents=True, exist_ok=True)
     cfg_file = out.parent / f"{out.name}.yaml"
@@ -117,8 +122,7 @@ def submit(cluster, package_zip, config: dict, out: Path, events: Path, conf: di
             "--conf", f"spark.pyspark.python={sys.executable}",
             "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events}",
             "--conf", "spark.eventLog.compress=false",
-            "--conf", "spark.executor.memory=1g", "--conf", "spark.driver.memory=1g",
-            "--conf", f"spark.python.daemon.module={WORKER_DAEMON}"]
+            "--conf", "spark.executor.memory=1g", "--conf", "spark.driver.memory=1g", *daemon_conf()]
     for key, value in conf.items():
         args += ["--conf", f"{key}={value}"]
     proc = cluster.submit(args + [str(ROOT / "jobs" / "gio_select.py"), "--config", str(cfg_file), "--output", str(out)])
@@ -222,7 +226,7 @@ def preloaded(_):
     return getattr(sys.modules["__main__"], "PRELOADED", None)
 
 pool, target, stages, out = sys.argv[1:5]
-# the executors' workers forked from the package's daemon (--conf spark.python.daemon.module)
+# the executors' workers forked from the package's daemon (session.ONE_DAEMON's settings)
 daemon = spark.sparkContext.parallelize(range(4), 4).map(preloaded).collect()
 got = select_pairs(frame(pool), frame(target), text_col="en", tgt_col="de", id_col="id", budget_pairs=100,
                    config={"quantize": {"k": 30, "seed": 5}, "gio": {"max_iter": 10}}, stages_dir=stages)
@@ -241,7 +245,7 @@ def test_the_notebook_api_on_the_cluster_in_the_callers_session(cluster, package
     result = tmp_path / "result.json"
     proc = cluster.submit(["--master", cluster.url, "--py-files", str(package_zip),
                            "--conf", f"spark.pyspark.python={sys.executable}", "--conf", "spark.executor.memory=1g",
-                           "--conf", "spark.driver.memory=1g", "--conf", f"spark.python.daemon.module={WORKER_DAEMON}",
+                           "--conf", "spark.driver.memory=1g", *daemon_conf(),
                            str(script), config["train"]["path"],
                            config["target"]["path"], str(tmp_path / "stages"), str(result)])
     assert proc.returncode == 0, proc.stderr[-4000:]

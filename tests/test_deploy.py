@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gio_spark.job.session import WORKER_DAEMON
+from gio_spark.job.session import ONE_DAEMON
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -125,8 +125,6 @@ def test_emr_gpu_configurations():
     assert cores == round(float(spark["spark.executor.resource.gpu.amount"]) / task_gpu)
     assert spark["spark.executor.resource.gpu.discoveryScript"] == bootstrap_value("DISCOVERY_SCRIPT")
     assert spark["spark.executorEnv.HF_HUB_OFFLINE"] == "1"
-    # the workers' daemon that imports the embedding libraries once: the bootstrap installs the package
-    assert spark["spark.python.daemon.module"] == WORKER_DAEMON
 
     yarn = classification(configs, "yarn-site")["Properties"]
     assert yarn["yarn.resource-types"] == "yarn.io/gpu"
@@ -151,6 +149,8 @@ def test_emr_configurations_python_and_offline_hub(name):
     assert env["HF_HUB_OFFLINE"] == "1"
     spark = classification(configs, "spark-defaults")["Properties"]
     assert spark["spark.executorEnv.HF_HUB_OFFLINE"] == "1"
+    # one daemon per executor that imports the embedding libraries once: the bootstrap installs the package
+    assert {key: spark.get(key) for key in ONE_DAEMON} == ONE_DAEMON
     if name == "configurations-cpu.json":
         assert not any("gpu" in key for c in configs for key in c.get("Properties", {}))
 

@@ -105,6 +105,24 @@ def test_a_session_of_the_packages_own_forks_workers_with_the_embedding_librarie
     assert spark.sparkContext.parallelize(range(2), 2).map(probe).collect() == [(list(PRELOAD), True, True)] * 2
 
 
+@pytest.mark.spark
+@pytest.mark.spark35
+def test_python_tasks_of_sql_and_of_rdds_fork_from_one_daemon(spark):
+    """mapInPandas (the job's stages) and an RDD's Python function (MLlib k-means' input) run in
+    workers of the same daemon: the libraries are imported once per session."""
+    import os
+
+    import pandas as pd
+
+    def parent(batches):
+        for _ in batches:
+            yield pd.DataFrame({"daemon": [os.getppid()]})
+
+    sql = {r.daemon for r in spark.range(4).repartition(2).mapInPandas(parent, "daemon long").collect()}
+    rdd = set(spark.sparkContext.parallelize(range(2), 2).map(lambda _: os.getppid()).collect())
+    assert len(sql) == 1 and sql == rdd
+
+
 def test_the_daemon_leaves_what_does_not_import_to_the_worker_that_needs_it():
     assert preload(("json", "no_such_module_of_gio_spark", "csv")) == ["json", "csv"]
 

@@ -41,7 +41,7 @@ WORKER_DAEMON = "gio_spark.job.worker_daemon"
 # Spark keeps a daemon per workers' environment, and its SQL Python runners (mapInPandas) add
 # SPARK_SIMPLIFIED_TRACEBACK to it where its RDD ones (MLlib k-means' input) do not: with this
 # off, every Python task forks from one daemon, which imports the libraries once (about 8
-# CPU-seconds for a second one). It only shortens the tracebacks of failed Python tasks.
+# CPU-seconds for a second one). Off, a failed Python task's traceback keeps PySpark's frames.
 ONE_DAEMON = {"spark.python.daemon.module": WORKER_DAEMON,
               "spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled": "false"}
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")

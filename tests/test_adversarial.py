@@ -20,7 +20,7 @@ from gio_spark.job.pipeline import run_job
 
 from .test_integrity import run_cli
 from .test_job import POOL, TARGET, job, read_input, write_text
-from .test_reliability import start_driver, wait_for_glob
+from .test_reliability import start_driver, wait_for_glob, wait_until
 
 pytestmark = pytest.mark.spark
 
@@ -235,6 +235,8 @@ def test_a_full_filesystem_while_embedding_is_one_line(spark, tmp_path, capsys):
 
 # signals
 
+# SIGINT while the first stage's Spark job runs (the Python workers still starting), SIGTERM
+# between stages, once two are finished: each ends in one line, and finished stages stay for a rerun
 @pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 def test_a_signal_stops_the_run_in_one_line_and_releases_the_lock(tmp_path, sig, code, word):
     train, target = write_text(tmp_path, "train", POOL), write_text(tmp_path, "target", TARGET)
@@ -243,7 +245,10 @@ def test_a_signal_stops_the_run_in_one_line_and_releases_the_lock(tmp_path, sig,
     log = tmp_path / "run.log"
     proc = start_driver(args, log)
     try:
-        wait_for_glob(out / "_stages" / "pairs_target", "*/_stage.json", proc, log)  # mid-run
+        if sig == signal.SIGINT:
+            wait_until(lambda: "stage pairs_train: running" in log.read_text(), "the first stage running", proc, log)
+        else:
+            wait_for_glob(out / "_stages" / "pairs_target", "*/_stage.json", proc, log)
         os.kill(proc.pid, sig)
         assert proc.wait(timeout=120) == code, log.read_text()[-3000:]
     finally:
@@ -255,4 +260,6 @@ def test_a_signal_stops_the_run_in_one_line_and_releases_the_lock(tmp_path, sig,
     assert lines[-1].startswith(f"gio-spark: error: {word}") and "lock released" in lines[-1]
     assert "Traceback" not in log.read_text()
     assert not (out / "_LOCK").exists() and not (out / "_SUCCESS").exists()
-    assert json.loads(next((out / "_stages" / "pairs_train").glob("*/_stage.json")).read_text())["stage"] == "pairs_train"
+    if sig == signal.SIGTERM:
+        stage = next((out / "_stages" / "pairs_train").glob("*/_stage.json"))
+        assert json.loads(stage.read_text())["stage"] == "pairs_train"

@@ -351,24 +351,23 @@ def start_driver(args, log):
                                 env=env, start_new_session=True)
 
 
-def wait_for(path, proc, log, timeout_s=300.0):
+def wait_until(done, what: str, proc, log, timeout_s=300.0):
+    """Poll ``done()`` until it holds; fail naming ``what`` if the run ends first or time runs out."""
     deadline = time.monotonic() + timeout_s
-    while not path.exists():
+    while not done():
         if proc.poll() is not None:
-            pytest.fail(f"the run ended (exit {proc.returncode}) before {path} appeared:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"the run ended (exit {proc.returncode}) before {what}:\n{log.read_text()[-3000:]}")
         if time.monotonic() > deadline:
-            pytest.fail(f"{path} did not appear in {timeout_s} s:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"no {what} in {timeout_s} s:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+def wait_for(path, proc, log, timeout_s=300.0):
+    wait_until(path.exists, str(path), proc, log, timeout_s)
 
 
 def wait_for_glob(folder, pattern, proc, log, timeout_s=300.0):
-    deadline = time.monotonic() + timeout_s
-    while not list(folder.glob(pattern)):
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended (exit {proc.returncode}) before {folder}/{pattern}:\n{log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"{folder}/{pattern} did not appear in {timeout_s} s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
+    wait_until(lambda: any(folder.glob(pattern)), f"{folder}/{pattern}", proc, log, timeout_s)
 
 
 def test_second_run_refused_and_kill_9_leaves_a_stale_lock(spark, tmp_path, reference, capsys):

@@ -109,20 +109,21 @@ def local_static(config, spark, tmp_path_factory) -> dict:
                    spark)
 
 
-def daemon_conf() -> list[str]:
-    """The settings the README gives spark-submit for the package's workers' daemon."""
-    return [arg for key, value in ONE_DAEMON.items() for arg in ("--conf", f"{key}={value}")]
+def submit_args(cluster, package_zip) -> list[str]:
+    """What both apps give spark-submit: the cluster, the package, this Python, small memory, and
+    the settings the README gives for the package's workers' daemon."""
+    return ["--master", cluster.url, "--py-files", str(package_zip), "--conf", f"spark.pyspark.python={sys.executable}",
+            "--conf", "spark.executor.memory=1g", "--conf", "spark.driver.memory=1g",
+            *[arg for key, value in ONE_DAEMON.items() for arg in ("--conf", f"{key}={value}")]]
 
 
 def submit(cluster, package_zip, config: dict, out: Path, events: Path, conf: dict) -> dict:
     events.mkdir(parents=True, exist_ok=True)
     cfg_file = out.parent / f"{out.name}.yaml"
     cfg_file.write_text(json.dumps(config))
-    args = ["--master", cluster.url, "--py-files", str(package_zip),
-            "--conf", f"spark.pyspark.python={sys.executable}",
+    args = [*submit_args(cluster, package_zip),
             "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events}",
-            "--conf", "spark.eventLog.compress=false",
-            "--conf", "spark.executor.memory=1g", "--conf", "spark.driver.memory=1g", *daemon_conf()]
+            "--conf", "spark.eventLog.compress=false"]
     for key, value in conf.items():
         args += ["--conf", f"{key}={value}"]
     proc = cluster.submit(args + [str(ROOT / "jobs" / "gio_select.py"), "--config", str(cfg_file), "--output", str(out)])
@@ -243,10 +244,7 @@ def test_the_notebook_api_on_the_cluster_in_the_callers_session(cluster, package
     script = tmp_path / "api_driver.py"
     script.write_text(API_DRIVER)
     result = tmp_path / "result.json"
-    proc = cluster.submit(["--master", cluster.url, "--py-files", str(package_zip),
-                           "--conf", f"spark.pyspark.python={sys.executable}", "--conf", "spark.executor.memory=1g",
-                           "--conf", "spark.driver.memory=1g", *daemon_conf(),
-                           str(script), config["train"]["path"],
+    proc = cluster.submit([*submit_args(cluster, package_zip), str(script), config["train"]["path"],
                            config["target"]["path"], str(tmp_path / "stages"), str(result)])
     assert proc.returncode == 0, proc.stderr[-4000:]
     got = json.loads(result.read_text())

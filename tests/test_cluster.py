@@ -12,6 +12,7 @@ process on local[2]:
 - ``select_pairs`` in a session that exists before the call, as on Databricks, with the
   defaults (the model's vectors through PyTorch): the same pair ids, the session left running."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -110,10 +111,13 @@ def local_static(config, spark, tmp_path_factory) -> dict:
 
 
 def submit_args(cluster, package_zip) -> list[str]:
-    """What both apps give spark-submit: the cluster, the package, this Python, small memory, and
-    the settings the README gives for the package's workers' daemon."""
+    """What both apps give spark-submit: the cluster, the package, this Python, small memory, the
+    settings the README gives for the package's workers' daemon, and the executors' JVMs started
+    with the options the cluster's own JVMs have (SPARK_DAEMON_JAVA_OPTS, set by .ci/run)."""
+    jvm = os.environ.get("SPARK_DAEMON_JAVA_OPTS", "").strip()
     return ["--master", cluster.url, "--py-files", str(package_zip), "--conf", f"spark.pyspark.python={sys.executable}",
             "--conf", "spark.executor.memory=1g", "--conf", "spark.driver.memory=1g",
+            *(["--conf", f"spark.executor.defaultJavaOptions={jvm}"] if jvm else []),
             *[arg for key, value in ONE_DAEMON.items() for arg in ("--conf", f"{key}={value}")]]
 
 

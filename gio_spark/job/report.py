@@ -10,6 +10,7 @@ import numpy as np
 from ..density_ratio import BINS
 
 TEXT_WIDTH = 72  # characters of each side of an example pair
+DPI = 90
 
 
 def _short(text: Any, width: int = TEXT_WIDTH) -> str:
@@ -71,7 +72,7 @@ def _distance_panel(ax, summary: dict, pool_sizes: np.ndarray, distances: np.nda
         if keep.any() and pool_sizes[keep].sum() > 0:
             med = summary["nearest_target_distance"]["selected" if label == "selected" else "not_selected"]["p50"]
             ax.hist(distances[keep], bins=bins, weights=pool_sizes[keep] / pool_sizes[keep].sum(), alpha=0.6,
-                    color=color, label=f"{label} pool pairs (median {med:.2f})")
+                    histtype="stepfilled", color=color, label=f"{label} pool pairs (median {med:.2f})")
     if np.isfinite(target_distances).any():
         t = target_distances[np.isfinite(target_distances)]
         ax.hist(t, bins=bins, weights=np.full(len(t), 1.0 / len(t)), histtype="step", color="black", lw=1.2,
@@ -86,7 +87,7 @@ def _sizes_panel(ax, selection: dict, summary: dict) -> None:
     sizes = np.asarray(selection["chosen_cluster_sizes"], dtype=float)
     unit = summary["unit"]
     if len(sizes):
-        ax.bar(np.arange(1, len(sizes) + 1), sizes, width=1.0, color="tab:green", alpha=0.7)
+        ax.stairs(sizes, np.arange(len(sizes) + 1) + 0.5, fill=True, color="tab:green", alpha=0.7)
         twin = ax.twinx()
         twin.plot(np.arange(1, len(sizes) + 1), np.cumsum(sizes), color="tab:orange")
         twin.set_ylabel("pairs selected so far", color="tab:orange")
@@ -110,10 +111,9 @@ def _ratio_panel(ax, summary: dict, selection: dict, bin_sizes: np.ndarray) -> N
     if cut and ratio["unit"] == "pairs":
         chosen[cut["bin"]] = cut["keep"]
     picked = chosen[: group * shown].reshape(shown, group).sum(axis=1)
-    left = np.arange(shown) / shown
-    ax.bar(left, pool, width=1.0 / shown, align="edge", color="tab:grey", alpha=0.5, label="pool pairs")
-    ax.bar(left, picked, width=1.0 / shown, align="edge", color="tab:green", alpha=0.8,
-           label=f"selected ({summary['pairs_selected']:,})")
+    edges = np.arange(shown + 1) / shown
+    ax.stairs(pool, edges, fill=True, color="tab:grey", alpha=0.5, label="pool pairs")
+    ax.stairs(picked, edges, fill=True, color="tab:green", alpha=0.8, label=f"selected ({summary['pairs_selected']:,})")
     if ratio["score_from"] is not None:
         ax.axvline(ratio["score_from"], color="tab:red", lw=0.9, ls=":")
     ax.set_yscale("symlog")
@@ -167,34 +167,9 @@ def _examples_lines(summary: dict) -> list[str]:
     return lines
 
 
-def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distances: np.ndarray,
-                  target_distances: np.ndarray, bin_sizes: np.ndarray | None = None) -> bytes:
-    """PNG: headline numbers; the KL curve; nearest-target distances of selected vs
-    unselected pairs (by density ratio: the pool over the ratio score, the selected part); the
-    size of each chosen cluster; example pairs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pool_sizes = np.asarray(pool_sizes, dtype=float)
-    mask = np.zeros(len(pool_sizes), dtype=bool)
-    mask[np.asarray(selection["chosen_clusters"], dtype=np.int64)] = True
-    quantization = _quantization_text(summary)
-    n_lines = 3 + 3 * max(len(summary["examples"]), 1) + len(quantization)
-    fig = plt.figure(figsize=(17, 6.2 + 0.17 * n_lines))
-    grid = fig.add_gridspec(2, 3, height_ratios=[5.0, 0.2 * n_lines], hspace=0.62, wspace=0.35)
-    _kl_panel(fig.add_subplot(grid[0, 0]), selection, summary)
-    if summary.get("method") == "density_ratio":
-        _ratio_panel(fig.add_subplot(grid[0, 1]), summary, selection, bin_sizes)
-    else:
-        _distance_panel(fig.add_subplot(grid[0, 1]), summary, pool_sizes, np.asarray(distances, dtype=float), mask,
-                        np.asarray(target_distances, dtype=float))
-    _sizes_panel(fig.add_subplot(grid[0, 2]), selection, summary)
-    text = fig.add_subplot(grid[1, :])
-    text.axis("off")
-    text.text(0.0, 1.0, "\n".join(quantization + _examples_lines(summary)), family="monospace", fontsize=8, va="top", ha="left",
-              transform=text.transAxes)
+def _headline(summary: dict) -> str:
+    """The report's title: what was selected, how GIO stopped or the targets' shares, the budget,
+    the guard, the median distances."""
     headline = (
         f"Selected {summary['pairs_selected']:,} of {summary['pairs_in_pool']:,} pool pairs "
         f"({100 * summary['share_of_pool']:.1f}%) in {summary['clusters_chosen']:,} of {summary['clusters_total']:,} "
@@ -232,8 +207,51 @@ def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distan
     if near["selected"] and near["not_selected"] and not ratio:
         headline += (f" Median distance to the nearest target centroid: selected {near['selected']['p50']:.2f}, "
                      f"not selected {near['not_selected']['p50']:.2f}.")
-    fig.suptitle("\n".join(textwrap.wrap(headline, 160)), fontsize=12, x=0.01, ha="left", fontweight="bold")
+    return headline
+
+
+def render_report(summary: dict, selection: dict, pool_sizes: np.ndarray, distances: np.ndarray,
+                  target_distances: np.ndarray, bin_sizes: np.ndarray | None = None) -> bytes:
+    """report.png: :func:`report_figure` of the same arguments."""
+    import matplotlib.pyplot as plt
+
+    fig = report_figure(summary, selection, pool_sizes, distances, target_distances, bin_sizes)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI)
     plt.close(fig)
     return buf.getvalue()
+
+
+def report_figure(summary: dict, selection: dict, pool_sizes: np.ndarray, distances: np.ndarray,
+                  target_distances: np.ndarray, bin_sizes: np.ndarray | None = None):
+    """The report's matplotlib Figure: headline numbers; the KL curve; nearest-target distances
+    of selected vs unselected pairs (by density ratio: the pool over the ratio score, the
+    selected part); the size of each chosen cluster; example pairs. Its margins are fixed (a
+    "tight" bounding box would draw the whole figure twice, half of the report's time)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pool_sizes = np.asarray(pool_sizes, dtype=float)
+    mask = np.zeros(len(pool_sizes), dtype=bool)
+    mask[np.asarray(selection["chosen_clusters"], dtype=np.int64)] = True
+    lines = _quantization_text(summary) + _examples_lines(summary)
+    title = textwrap.wrap(_headline(summary), 160)
+    # the layout in inches, fixed: the title's lines (12 points), the panels, their labels and notes
+    # below them, then the text's lines (8 points)
+    top, panels, below, text = 0.5 + 0.22 * len(title), 4.0, 1.3, 0.2 + 0.14 * len(lines)
+    width, height = 17.0, top + panels + below + text
+    fig = plt.figure(figsize=(width, height))
+    fig.suptitle("\n".join(title), fontsize=12, x=0.1 / width, y=1 - 0.1 / height, ha="left", va="top", fontweight="bold")
+    grid = fig.add_gridspec(1, 3, wspace=0.35, left=0.7 / width, right=1 - 0.6 / width, top=1 - top / height,
+                            bottom=(below + text) / height)
+    _kl_panel(fig.add_subplot(grid[0]), selection, summary)
+    if summary.get("method") == "density_ratio":
+        _ratio_panel(fig.add_subplot(grid[1]), summary, selection, bin_sizes)
+    else:
+        _distance_panel(fig.add_subplot(grid[1]), summary, pool_sizes, np.asarray(distances, dtype=float), mask,
+                        np.asarray(target_distances, dtype=float))
+    _sizes_panel(fig.add_subplot(grid[2]), selection, summary)
+    fig.text(0.7 / width, text / height, "\n".join(lines), family="monospace", fontsize=8, va="top", ha="left")
+    return fig

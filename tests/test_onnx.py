@@ -3,6 +3,7 @@ installed model package (offline), its cache, its vectors beside torch's, and th
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -60,10 +61,13 @@ def test_export_is_made_once_and_keyed_by_the_model_files(cache, tmp_path):
     settings = json.loads((first / onnx_model.SETTINGS).read_text())
     assert settings["dimension"] == 384 and settings["max_seq_length"] == 256 and not settings["int8"]
     assert not [p for p in first.parent.iterdir() if p.name.startswith(".")]  # no work folder left
-    copy = tmp_path / "copy"
+    fingerprint = onnx_model.model_fingerprint(Path(resolve_model(MODEL)))
+    assert fingerprint in first.name
+    copy = tmp_path / "copy"  # a model package whose files changed: another key
     shutil.copytree(resolve_model(MODEL), copy)
+    assert onnx_model.model_fingerprint(copy) == fingerprint
     (copy / "README.md").write_text("changed")
-    assert onnx_model.exported(str(copy), int8=False) != first
+    assert onnx_model.model_fingerprint(copy) != fingerprint
 
 
 def test_a_worker_that_loses_the_race_uses_the_winners_export(cache, monkeypatch):
@@ -74,10 +78,9 @@ def test_a_worker_that_loses_the_race_uses_the_winners_export(cache, monkeypatch
         raise OSError(39, "Directory not empty")
 
     shutil.move(str(winner), str(winner) + ".kept")
-    real_export = onnx_model.export
 
-    def export_then_lose(name, folder, int8):
-        real_export(name, folder, int8)
+    def export_then_lose(name, folder, int8):  # this worker's export (its content does not matter here)
+        (folder / onnx_model.SETTINGS).write_text("{}")
         real_rename(str(winner) + ".kept", winner)
 
     monkeypatch.setattr(onnx_model, "export", export_then_lose)

@@ -25,12 +25,12 @@ def many_examples(inputs: dict, times: int) -> dict:
 def several_targets(inputs: dict, n: int) -> dict:
     """GIO's run as if it had ``n`` named targets with long names (a headline of several lines)."""
     inputs = copy.deepcopy(inputs)
-    one = {"name": "target", "pairs": 100, "clusters": 5, "taken_by_others": 1}
-    inputs["summary"]["targets"] = {f"t{i}": {**one, "name": f"a-rather-long-target-name-number-{i}"} for i in range(n)}
-    curve = inputs["selection"]
-    inputs["selection"]["targets"] = {
-        f"t{i}": {"name": f"a-rather-long-target-name-number-{i}", "initial_kl": curve["initial_kl"],
-                  "kl_curve": curve["kl_curve"], "gio_own_stop": None, "ranks": [0, 1, 2]} for i in range(n)}
+    names = {f"t{i}": f"a-rather-long-target-name-number-{i}" for i in range(n)}
+    inputs["summary"]["targets"] = {key: {"name": name, "pairs": 100, "clusters": 5, "taken_by_others": 1}
+                                    for key, name in names.items()}
+    selection = inputs["selection"]
+    selection["targets"] = {key: {"name": name, "initial_kl": selection["initial_kl"], "kl_curve": selection["kl_curve"],
+                                  "gio_own_stop": None, "ranks": [0, 1, 2]} for key, name in names.items()}
     return inputs
 
 

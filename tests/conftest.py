@@ -58,14 +58,6 @@ def shared_data() -> Path:
 FIRST_TIER_ONLY = "-XX:TieredStopAtLevel=1"
 
 
-# The session's queries run on a few hundred rows: compiling each one's whole-stage Java code
-# (Janino, then the JIT) costs more than it saves. test_job, test_selection and test_edges with
-# it off in every driver they start: 476 CPU-s and 5 min 31 s to 5 min 39 s, against 520 and 532
-# CPU-s and 5 min 54 s to 6 min 0 s with it on. Results do not depend on it; the drivers the
-# tests start in processes of their own and the cluster's apps keep Spark's default.
-SESSION_CONF = {"spark.sql.shuffle.partitions": "2", "spark.sql.codegen.wholeStage": "false"}
-
-
 @pytest.fixture(scope="session")
 def spark():
     """One local Spark for the session: 2 cores, a failed task is retried once (local[2,2])."""
@@ -75,7 +67,7 @@ def spark():
     if opts is not None:
         os.environ["SPARK_SUBMIT_OPTS"] = " ".join(o for o in opts.split() if o != FIRST_TIER_ONLY)
     try:
-        s = get_spark("local[2,2]", extra_conf=SESSION_CONF)
+        s = get_spark("local[2,2]", extra_conf={"spark.sql.shuffle.partitions": "2"})
     finally:
         if opts is not None:
             os.environ["SPARK_SUBMIT_OPTS"] = opts

@@ -14,6 +14,7 @@ import os
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator, Optional
 from urllib.parse import urlparse
@@ -51,15 +52,25 @@ class FileSystem:
 
     # ---- plumbing
 
+    # Hadoop's classes and the local filesystem, looked up once: py4j resolves a class name one
+    # package at a time, a round trip to the JVM each (a job touches files a few hundred times)
+    @cached_property
+    def _Path(self):
+        return self._jvm.org.apache.hadoop.fs.Path
+
+    @cached_property
+    def _local(self):
+        """The raw local filesystem (no .crc side files)."""
+        return self._jvm.org.apache.hadoop.fs.FileSystem.getLocal(self._conf).getRawFileSystem()
+
     def _path(self, uri: str):
-        return self._jvm.org.apache.hadoop.fs.Path(absolute(uri))
+        return self._Path(absolute(uri))
 
     def _fs(self, uri: str):
-        """(Hadoop Path, FileSystem); local files through the raw local filesystem (no .crc
-        side files)."""
+        """(Hadoop Path, FileSystem)."""
         path = self._path(uri)
         if scheme(absolute(uri)) in ("", "file"):
-            return path, self._jvm.org.apache.hadoop.fs.FileSystem.getLocal(self._conf).getRawFileSystem()
+            return path, self._local
         return path, path.getFileSystem(self._conf)
 
     @contextmanager
@@ -163,7 +174,7 @@ class FileSystem:
     def uri_form(self, path: str) -> str:
         """A listed path as Spark's ``_metadata.file_path`` reports it: percent-encoded
         (a space is %20, ``%`` is %25, ``#`` is %23), local files as ``file:/...``."""
-        return canonical_file_uri(str(self._jvm.org.apache.hadoop.fs.Path(path).toUri().toString()))
+        return canonical_file_uri(str(self._Path(path).toUri().toString()))
 
     # ---- reading and writing small files
 
@@ -211,7 +222,7 @@ class FileSystem:
             if scheme(absolute(uri)) in OBJECT_STORES:
                 self._put(fs, path, data, overwrite=True)
                 return
-            tmp = self._jvm.org.apache.hadoop.fs.Path(path.getParent(), f".{path.getName()}.{uuid.uuid4().hex[:8]}.tmp")
+            tmp = self._Path(path.getParent(), f".{path.getName()}.{uuid.uuid4().hex[:8]}.tmp")
             self._put(fs, tmp, data, overwrite=False)
             if not fs.rename(tmp, path):  # HDFS refuses to rename over a file: replace it
                 fs.delete(path, False)

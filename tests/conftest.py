@@ -19,6 +19,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "airflow: loads the DAGs with Airflow (GIO_AIRFLOW_PYTHON); skipped without it")
     config.addinivalue_line("markers", "spark35: its outcome rests on an API that differs between Spark versions; CI "
                                        "runs it again on pyspark 3.5 (.ci/run says which APIs)")
+    config.addinivalue_line("markers", "shared_spark: uses the session's one SparkSession (the spark fixture); set "
+                                       "at collection, CI runs the other tests in a process of their own (.ci/run)")
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pyspark")
     # Spark starts its JVM with fork+exec after JAX has threads; exec right away makes it safe
     config.addinivalue_line("filterwarnings", "ignore:os.fork\\(\\) was called:RuntimeWarning")
@@ -37,7 +39,11 @@ def _has_gpu() -> bool:
     return any(d.platform == "gpu" for d in jax.devices())
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects by the markers set here
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker("shared_spark")
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if gpu_items and not _has_gpu():
         skip = pytest.mark.skip(reason="needs a GPU (none visible to torch or JAX)")
